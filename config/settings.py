@@ -1,0 +1,228 @@
+"""Every setting Omnidesk reads, in one place.
+
+Settings come from environment variables prefixed ``OMNIDESK_`` and from a ``.env`` file in the
+working directory (the environment wins). The README lists each one with its default; keep the two
+in step (``tests/test_settings.py`` checks that every field here is documented there).
+
+This module imports nothing of ours: everything else imports it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings", "SettingsError", "load_settings"]
+
+
+class SettingsError(Exception):
+    """A setting has a value Omnidesk cannot start with; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="OMNIDESK_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # --- storage -------------------------------------------------------------------------
+    data_dir: Path = Field(Path("./var"), description="Holds the SQLite file and the blob store.")
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy URL of the store. Empty: SQLite file omnidesk.db in the data dir.",
+    )
+
+    # --- broker --------------------------------------------------------------------------
+    redis_url: str = Field("", description="Redis URL for the Dramatiq broker. Empty: embedded.")
+    broker_url: str = Field(
+        "",
+        description="amqp:// URL to use RabbitMQ as the broker instead of Redis. Empty: unused.",
+    )
+    worker_threads: int = Field(8, ge=1, le=256, description="Worker threads per process.")
+    worker_prefetch: int = Field(
+        0, ge=0, description="Messages a worker holds ahead of its threads; 0 = 2 x threads."
+    )
+    heartbeat_timeout_seconds: int = Field(
+        15,
+        ge=5,
+        description="Seconds before a dead Redis worker's messages are given to another worker.",
+    )
+    sweep_interval_seconds: float = Field(
+        10.0, gt=0, description="How often the sweeper looks for unrouted intake and due outbox rows."
+    )
+    sweep_grace_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How old an unrouted intake row (or a stuck delivery) must be to be re-enqueued.",
+    )
+
+    # --- HTTP ----------------------------------------------------------------------------
+    http_host: str = Field("127.0.0.1", description="Address the HTTP server binds.")
+    http_port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP server.")
+
+    # --- inbound SMTP --------------------------------------------------------------------
+    smtp_host: str = Field("127.0.0.1", description="Address the SMTP intake server binds.")
+    smtp_port: int = Field(2525, ge=1, le=65535, description="Port of the SMTP intake server.")
+    smtp_domains: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("example.com",),
+        description="Comma-separated domains the SMTP server accepts mail for (never a relay).",
+    )
+    smtp_max_message_bytes: int = Field(
+        25 * 1024 * 1024, ge=1024, description="Largest message the SMTP server accepts (552 over)."
+    )
+
+    # --- outbound ------------------------------------------------------------------------
+    outbound_smtp_url: SecretStr = Field(
+        SecretStr(""),
+        description="smtp://user:pass@host:port, smtp+starttls://..., smtps://... Empty: no mail out.",
+    )
+    support_address: str = Field(
+        "support@example.com",
+        description="From address of replies when the address the customer wrote to is unknown.",
+    )
+    message_id_domain: str = Field(
+        "",
+        description="Domain of the Message-IDs we generate. Empty: the support address's domain.",
+    )
+    auto_reply_limit_per_hour: int = Field(
+        5, ge=0, description="Most auto-replies one contact gets in an hour, across all channels."
+    )
+    delivery_max_attempts: int = Field(
+        8, ge=1, description="Delivery attempts before an outbound message is marked failed."
+    )
+
+    # --- tickets and routing -------------------------------------------------------------
+    ticket_prefix: str = Field(
+        "OD", pattern=r"^[A-Z][A-Z0-9]{0,9}$", description="Prefix of ticket numbers (OD-1042)."
+    )
+    rules_file: Path = Field(Path("config/routing.yaml"), description="The routing rules file.")
+    channels_file: Path = Field(Path("config/channels.yaml"), description="The channels file.")
+
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+
+    @field_validator("smtp_domains", mode="before")
+    @classmethod
+    def _split_domains(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.replace(";", ",").split(",")]
+        if isinstance(value, (list, tuple)):
+            domains = tuple(str(d).strip().lower().rstrip(".") for d in value if str(d).strip())
+            if not domains:
+                raise ValueError("give at least one domain, e.g. example.com")
+            for domain in domains:
+                if "@" in domain or " " in domain or "." not in domain:
+                    raise ValueError(f"{domain!r} is not a domain name (e.g. example.com)")
+            return domains
+        return value
+
+    @field_validator("support_address")
+    @classmethod
+    def _check_address(cls, value: str) -> str:
+        if value.count("@") != 1 or not value.split("@")[1]:
+            raise ValueError("must be an email address such as support@example.com")
+        return value.strip()
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return level
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in {"amqp", "amqps"}:
+            raise ValueError("must be an amqp:// or amqps:// URL")
+        return value
+
+    @field_validator("outbound_smtp_url")
+    @classmethod
+    def _check_outbound(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if raw:
+            parts = urlsplit(raw)
+            if parts.scheme not in {"smtp", "smtps", "smtp+starttls"} or not parts.hostname:
+                raise ValueError("must look like smtp://user:pass@host:port (or smtps://, smtp+starttls://)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_broker(self) -> "Settings":
+        if self.redis_url and self.broker_url:
+            raise ValueError("set OMNIDESK_REDIS_URL or OMNIDESK_BROKER_URL, not both")
+        return self
+
+    # --- derived values --------------------------------------------------------------------
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'omnidesk.db').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def effective_message_id_domain(self) -> str:
+        return self.message_id_domain or self.support_address.split("@", 1)[1]
+
+    def __repr_args__(self) -> Any:
+        # repr() ends up in tracebacks and debug logs: never let a URL password reach them.
+        return list(self.redacted().items())
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict safe to log: passwords in URLs are masked."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = _mask_url(value.get_secret_value())
+            elif isinstance(value, str) and "://" in value:
+                value = _mask_url(value)
+            out[name] = value
+        return out
+
+
+def _mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings; on a bad value raise SettingsError naming each variable at fault."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else ""
+            name = f"OMNIDESK_{field.upper()}" if field else "settings"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            lines.append(f"{name}: {message}")
+        raise SettingsError("; ".join(lines)) from None

@@ -1,0 +1,365 @@
+"""route(intake_id): one logged message becomes a ticket change, in one transaction.
+
+The steps, all inside one ``Database.write()``:
+
+1. claim the intake row (``pending`` → ``routed``); if it is not pending, someone routed it
+   already and nothing happens — routing the same row twice changes nothing;
+2. look up every thread key the envelope offers and pick a match (``routing.threading``);
+3. follow-up: append the message to that ticket, record its keys, reopen it, run follow-up rules;
+   new conversation: find or create the contact, gather facts, evaluate the rules, create the
+   ticket, claim its thread keys, assign it, and write the acknowledgement to the outbox;
+4. commit. Two workers racing on one new conversation collide on a thread key (or the contact's
+   identity); the loser's transaction rolls back whole and is retried, and then finds the
+   winner's ticket.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from config.settings import Settings
+from intake.envelope import Channel, Envelope
+from routing.acknowledgement import default_ack, email_ack_payload, reply_subject, suppression_reason
+from routing.assignment import choose_assignee
+from routing.decision import Actions, Decision, DecisionKind
+from routing.gather import gather_facts
+from routing.threading import candidate_keys, match_thread, own_keys
+from tickets.commands import (
+    add_message,
+    add_thread_keys,
+    claim_thread_keys,
+    count_recent_outbox,
+    create_ticket,
+    find_or_create_contact,
+    message_key,
+    tickets_by_keys,
+)
+from tickets.db import Database
+from tickets.models import (
+    Contact,
+    Direction,
+    IntakeRow,
+    IntakeState,
+    OutboxRow,
+    Status,
+    Ticket,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from routing.rules import RuleSet
+
+__all__ = ["Routed", "Router", "new_message_id"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUEUE = "general"
+AUTO_REPLY_KINDS = ("ack", "auto_reply")
+_REOPEN_ON_REPLY = {Status.PENDING.value, Status.RESOLVED.value, Status.CLOSED.value}
+
+
+def new_message_id(domain: str) -> str:
+    return f"<{uuid.uuid4().hex}@{domain}>"
+
+
+@dataclass(frozen=True)
+class Routed:
+    intake_id: int
+    ticket_id: int
+    ticket_ref: str
+    decision: Decision
+    new_ticket: bool
+    outbox_ids: tuple[int, ...] = ()
+
+
+class _Retry(Exception):
+    """A concurrent worker won a race on a unique key; start the transaction over."""
+
+
+@dataclass
+class Router:
+    db: Database
+    settings: Settings
+    rules: Callable[[], "RuleSet | None"] = lambda: None
+    clock: Callable[[], datetime] = utcnow
+    max_attempts: int = 8
+    _own_domains: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._own_domains = tuple(
+            dict.fromkeys((*self.settings.smtp_domains, self.settings.effective_message_id_domain))
+        )
+
+    def route(self, intake_id: int) -> Routed | None:
+        """Route one intake row. None when it was already routed or is quarantined."""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                with self.db.write() as session:
+                    return self._route_once(session, intake_id)
+            except (_Retry, IntegrityError) as exc:
+                log.debug("intake %s: retrying after a race (%s), attempt %d", intake_id, exc, attempt)
+            except OperationalError as exc:
+                # PostgreSQL serialisation/deadlock errors are transient; anything else is not.
+                if "deadlock" not in str(exc).lower() and "could not serialize" not in str(exc).lower():
+                    raise
+                log.debug("intake %s: retrying after %s", intake_id, exc)
+        raise RuntimeError(f"intake {intake_id}: gave up after {self.max_attempts} racing attempts")
+
+    # ------------------------------------------------------------------------------------------
+    def _route_once(self, session: Session, intake_id: int) -> Routed | None:
+        now = self.clock()
+        claimed = session.execute(
+            update(IntakeRow)
+            .where(IntakeRow.id == intake_id, IntakeRow.state == IntakeState.PENDING.value)
+            .values(state=IntakeState.ROUTED.value, routed_at=now)
+        )
+        if claimed.rowcount == 0:  # type: ignore[attr-defined]
+            return None
+        row = session.get(IntakeRow, intake_id)
+        assert row is not None and row.envelope is not None
+        envelope = Envelope.model_validate(row.envelope)
+
+        keys = own_keys(envelope)
+        found_keys = tickets_by_keys(session, [key for _, key in candidate_keys(envelope)])
+        refs = [r.upper() for r in envelope.thread_hints.ticket_refs]
+        found_refs: dict[str, int] = {}
+        if refs:
+            found_refs = dict(
+                session.execute(select(Ticket.ref, Ticket.id).where(Ticket.ref.in_(refs))).tuples().all()  # type: ignore[arg-type]
+            )
+        ref_of = dict(
+            session.execute(
+                select(Ticket.id, Ticket.ref).where(Ticket.id.in_({*found_keys.values(), *found_refs.values()}))
+            ).tuples().all()
+        ) if (found_keys or found_refs) else {}
+        match = match_thread(envelope, found_keys, found_refs, ref_of)  # type: ignore[arg-type]
+
+        if match is not None:
+            thread, ticket_id = match
+            ticket = session.get(Ticket, ticket_id)
+            assert ticket is not None
+            result = self._follow_up(session, row, envelope, ticket, keys)
+            decision = result.model_copy(update={"thread": thread})
+            self._record(session, row, envelope, ticket, decision)
+            return Routed(intake_id, ticket.id, ticket.ref or "", decision, new_ticket=False)
+
+        return self._new_ticket(session, row, envelope, keys, now)
+
+    def _follow_up(
+        self, session: Session, row: IntakeRow, envelope: Envelope, ticket: Ticket, keys: list[str]
+    ) -> Decision:
+        add_thread_keys(session, ticket.id, keys)
+        ticket.last_inbound_at = envelope.received_at
+        notes: list[str] = []
+        if ticket.status in _REOPEN_ON_REPLY:
+            notes.append(f"reopened from {ticket.status} by the customer's reply")
+            ticket.status = Status.OPEN.value
+        applied: tuple[Any, ...] = ()
+        actions = Actions()
+        ruleset = self.rules()
+        if ruleset is not None:
+            from routing.facts import Facts
+
+            facts = Facts(
+                event="follow_up",
+                now=self.clock(),
+                language=envelope.language,
+                customer={},
+                ticket={"status": ticket.status, "priority": ticket.priority, "queue": ticket.queue, "ref": ticket.ref},
+            )
+            evaluation = ruleset.evaluate(envelope, facts)
+            applied, actions = evaluation.applied, evaluation.actions
+            _apply(ticket, actions)
+        return Decision(
+            kind=DecisionKind.FOLLOW_UP, event="follow_up", rules=applied, actions=actions, notes=tuple(notes)
+        )
+
+    def _new_ticket(
+        self, session: Session, row: IntakeRow, envelope: Envelope, keys: list[str], now: datetime
+    ) -> Routed:
+        sender = envelope.sender
+        contact = find_or_create_contact(
+            session, identity=sender.identity, kind=sender.kind.value, address=sender.address, name=sender.name
+        )
+        ruleset = self.rules()
+        facts = gather_facts(session, envelope, contact, ruleset, now=now)
+        applied: tuple[Any, ...] = ()
+        if ruleset is not None:
+            evaluation = ruleset.evaluate(envelope, facts)
+            applied, actions = evaluation.applied, evaluation.actions
+        else:
+            actions = Actions(queue=DEFAULT_QUEUE, priority="normal")
+        queue = actions.queue or DEFAULT_QUEUE
+        ticket = create_ticket(
+            session,
+            prefix=self.settings.ticket_prefix,
+            contact=contact,
+            channel=envelope.channel.value,
+            subject=envelope.subject,
+            queue=queue,
+            priority=actions.priority or "normal",
+            received_at=envelope.received_at,
+            category=actions.category,
+            tags=actions.tags,
+            sla_policy=actions.sla,
+            facts=facts_record(facts),
+        )
+        if actions.spam:
+            ticket.status = Status.CLOSED.value
+        try:
+            claim_thread_keys(session, ticket.id, keys)
+        except IntegrityError as exc:
+            raise _Retry("thread key taken by a concurrent worker") from exc
+        ticket.assignee = choose_assignee(session, ruleset, queue=queue, assign=actions.assign)
+        ref = ticket.ref or ""
+
+        outbox_ids: tuple[int, ...] = ()
+        suppressed = None
+        if not actions.spam:
+            sent = count_recent_outbox(
+                session, contact_id=contact.id, kinds=AUTO_REPLY_KINDS, since=now - timedelta(hours=1)
+            )
+            suppressed = suppression_reason(
+                envelope,
+                auto_reply=actions.auto_reply,
+                own_domains=self._own_domains,
+                own_addresses=(self.settings.support_address,),
+                sent_last_hour=sent,
+                limit_per_hour=self.settings.auto_reply_limit_per_hour,
+            )
+        else:
+            suppressed = "marked as spam"
+        decision = Decision(
+            kind=DecisionKind.NEW_TICKET,
+            rules=applied,
+            actions=actions,
+            auto_reply_suppressed=suppressed,
+        )
+        self._record(session, row, envelope, ticket, decision)
+        if suppressed is None:
+            outbox_ids = (self._acknowledge(session, envelope, ticket, contact, ruleset, actions),)
+        else:
+            log.info("%s: no acknowledgement: %s", ref, suppressed)
+        return Routed(row.id, ticket.id, ref, decision, new_ticket=True, outbox_ids=outbox_ids)
+
+    def _record(
+        self, session: Session, row: IntakeRow, envelope: Envelope, ticket: Ticket, decision: Decision
+    ) -> None:
+        add_message(
+            session,
+            ticket,
+            direction=Direction.INBOUND,
+            channel=envelope.channel.value,
+            text=envelope.text,
+            full_text=envelope.full_text,
+            html=envelope.html,
+            sender=envelope.sender.address,
+            recipients=[p.address for p in envelope.recipients],
+            subject=envelope.subject,
+            attachments=[a.model_dump(mode="json") for a in envelope.attachments],
+            message_id=envelope.thread_hints.message_id,
+            intake_id=row.id,
+            decision=decision.model_dump(mode="json"),
+            created_at=envelope.received_at,
+        )
+        row.ticket_id = ticket.id
+
+    def _acknowledge(
+        self,
+        session: Session,
+        envelope: Envelope,
+        ticket: Ticket,
+        contact: Contact,
+        ruleset: "RuleSet | None",
+        actions: Actions,
+    ) -> int:
+        ref = ticket.ref or ""
+        content = default_ack(ref=ref, customer_name=envelope.sender.name, subject=envelope.subject)
+        template = actions.auto_reply if isinstance(actions.auto_reply, str) else None
+        if ruleset is not None and template:
+            subject, body = ruleset.render_auto_reply(
+                template,
+                envelope.language or (ticket.facts or {}).get("language"),
+                {
+                    "ticket_ref": ref,
+                    "customer_name": envelope.sender.name or envelope.sender.address,
+                    "queue": ticket.queue,
+                    "queue_name": _queue_name(ruleset, ticket.queue),
+                    "subject": envelope.subject,
+                    "due": "",
+                },
+            )
+            content = type(content)(subject=reply_subject(ref, envelope.subject), text=body)
+        message_id = new_message_id(self.settings.effective_message_id_domain)
+        from_address = self._support_address_for(envelope)
+        payload = email_ack_payload(envelope, from_address=from_address, content=content, ref=ref)
+        outbox = OutboxRow(
+            ticket_id=ticket.id,
+            contact_id=contact.id,
+            channel=envelope.channel.value,
+            kind="ack",
+            recipient=envelope.sender.address,
+            message_id=message_id,
+            payload=payload,
+        )
+        session.add(outbox)
+        add_message(
+            session,
+            ticket,
+            direction=Direction.OUTBOUND,
+            channel=envelope.channel.value,
+            text=content.text,
+            sender=from_address,
+            recipients=[envelope.sender.address],
+            subject=content.subject,
+            message_id=message_id,
+        )
+        # Replies to our acknowledgement cite its Message-ID: it must lead back here.
+        add_thread_keys(session, ticket.id, [message_key(message_id)])
+        session.flush()
+        return outbox.id
+
+    def _support_address_for(self, envelope: Envelope) -> str:
+        """The support address the customer wrote to, when it is one of ours."""
+        if envelope.channel is Channel.EMAIL:
+            for party in envelope.recipients:
+                domain = party.address.rpartition("@")[2].lower()
+                if domain in self.settings.smtp_domains:
+                    return party.address
+        return self.settings.support_address
+
+
+def _apply(ticket: Ticket, actions: Actions) -> None:
+    """Apply the actions a follow-up rule set on an existing ticket."""
+    if actions.status:
+        ticket.status = actions.status
+    if actions.priority:
+        ticket.priority = actions.priority
+    if actions.queue:
+        ticket.queue = actions.queue
+    if actions.category:
+        ticket.category = actions.category
+    if actions.tags:
+        ticket.tags = list(dict.fromkeys([*(ticket.tags or []), *actions.tags]))
+
+
+def _queue_name(ruleset: "RuleSet", queue: str) -> str:
+    found = ruleset.queues.get(queue)
+    return getattr(found, "name", queue) if found is not None else queue
+
+
+def facts_record(facts: Any) -> dict[str, Any]:
+    """The facts as stored on the ticket for the agent (JSON-safe)."""
+    return {
+        "language": getattr(facts, "language", None),
+        "customer": dict(getattr(facts, "customer", {}) or {}),
+    }

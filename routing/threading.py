@@ -1,0 +1,77 @@
+"""Thread matching: is this message a follow-up of a ticket we already have?
+
+Pure functions. ``candidate_keys`` lists, in priority order, every key the envelope offers; the
+router looks them all up in one query (``tickets.commands.tickets_by_keys``) plus the ticket
+numbers it names, and ``match_thread`` picks the winner. Order of trust:
+
+1. the message's own Message-ID — a reply to it arrived first and recorded it (arrival order
+   must not matter);
+2. ``In-Reply-To``;
+3. ``References``, nearest ancestor first;
+4. a channel conversation key (Slack thread, phone conversation);
+5. a ticket number token such as ``[OD-1042]`` in the subject — last, because anyone can type it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from intake.envelope import Envelope
+from routing.decision import ThreadMatch
+from tickets.commands import message_key
+
+__all__ = ["candidate_keys", "conversation_key", "match_thread", "own_keys"]
+
+
+def conversation_key(envelope: Envelope) -> str | None:
+    hint = envelope.thread_hints.conversation
+    return f"conv:{envelope.channel.value}:{hint}" if hint else None
+
+
+def candidate_keys(envelope: Envelope) -> list[tuple[str, str]]:
+    """(via, key) pairs in the order they are trusted."""
+    hints = envelope.thread_hints
+    out: list[tuple[str, str]] = []
+    if hints.message_id:
+        out.append(("own-message-id", message_key(hints.message_id)))
+    out.extend(("in-reply-to", message_key(mid)) for mid in hints.in_reply_to)
+    out.extend(("references", message_key(mid)) for mid in reversed(hints.references))
+    conv = conversation_key(envelope)
+    if conv:
+        out.append(("conversation", conv))
+    return out
+
+
+def own_keys(envelope: Envelope) -> list[str]:
+    """Keys to record against the ticket this message lands on: its own id and every id it cites.
+
+    Recording the cited ids is what lets a later-arriving parent (or sibling) find the thread.
+    """
+    hints = envelope.thread_hints
+    keys = [message_key(m) for m in (hints.message_id, *hints.in_reply_to, *hints.references) if m]
+    conv = conversation_key(envelope)
+    if conv:
+        keys.append(conv)
+    return list(dict.fromkeys(keys))
+
+
+def match_thread(
+    envelope: Envelope,
+    found_keys: Mapping[str, int],
+    found_refs: Mapping[str, int],
+    ref_of: Mapping[int, str],
+) -> tuple[ThreadMatch, int] | None:
+    """The best match and its ticket id, or None for a new conversation.
+
+    ``found_keys``: thread key -> ticket id for the keys that exist; ``found_refs``: ticket ref ->
+    ticket id for the refs named in the message; ``ref_of``: ticket id -> ref, for the record.
+    """
+    for via, key in candidate_keys(envelope):
+        ticket_id = found_keys.get(key)
+        if ticket_id is not None:
+            return ThreadMatch(ticket_ref=ref_of.get(ticket_id, ""), via=via, key=key), ticket_id
+    for ref in envelope.thread_hints.ticket_refs:
+        ticket_id = found_refs.get(ref.upper())
+        if ticket_id is not None:
+            return ThreadMatch(ticket_ref=ref.upper(), via="subject-token", key=ref.upper()), ticket_id
+    return None

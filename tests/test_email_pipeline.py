@@ -1,0 +1,303 @@
+"""The whole email path, as a customer and an agent see it: SMTP in, ticket, acknowledgement out,
+reply threaded — on SQLite with the embedded broker, and on PostgreSQL with Redis."""
+
+from __future__ import annotations
+
+import smtplib
+import sqlite3
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from config.settings import Settings
+from tests.peers.smtp_sink import SmtpSink
+from tests.pipeline import Pipeline, make_mail, unique_id
+
+
+@pytest.fixture
+def pipeline(make_settings: Callable[..., Settings], smtp_sink: SmtpSink) -> Iterator[Pipeline]:
+    p = Pipeline(make_settings(outbound_smtp_url=smtp_sink.url)).start()
+    yield p
+    p.stop()
+
+
+@pytest.fixture
+def pg_redis_pipeline(
+    make_settings: Callable[..., Settings], smtp_sink: SmtpSink, postgres_url: str, redis_url: str
+) -> Iterator[Pipeline]:
+    from dramatiq.brokers.redis import RedisBroker
+
+    import uuid
+
+    # Each test gets its own Redis namespace so parallel or leftover runs never share queues.
+    broker = RedisBroker(url=redis_url, namespace=f"omnidesk-test-{uuid.uuid4().hex[:8]}", heartbeat_timeout=5000)
+    settings = make_settings(outbound_smtp_url=smtp_sink.url, database_url=postgres_url, redis_url=redis_url)
+    p = Pipeline(settings, broker=broker).start()
+    yield p
+    p.stop()
+
+
+def _first_contact_flow(p: Pipeline, sink: SmtpSink) -> None:
+    """Customer writes in, gets an acknowledgement with the ticket number, replies to it."""
+    original = make_mail(to="Help <support@example.com>", subject="Parcel arrived damaged")
+    p.send(original)
+    ack = sink.wait_for(1)[0].message
+    tickets = p.tickets()
+    assert len(tickets) == 1
+    ref = tickets[0]["ref"]
+    assert ref.startswith("OD-")
+    assert tickets[0]["contact"] == "ana@customer.test"
+    assert tickets[0]["channel"] == "email" and tickets[0]["queue"] == "general"
+
+    assert ack["Subject"] == f"[{ref}] Re: Parcel arrived damaged"
+    assert ack["From"].addresses[0].addr_spec == "support@example.com"
+    assert ack["To"].addresses[0].addr_spec == "ana@customer.test"
+    assert ack["In-Reply-To"] == original["Message-ID"]
+    assert original["Message-ID"] in ack["References"]
+    assert ack["Auto-Submitted"] == "auto-replied"
+    assert ack["Message-ID"].endswith("@example.com>")
+    assert ref in ack.get_content()
+
+    reply = make_mail(
+        subject=f"Re: {ack['Subject']}",
+        body="Here is a photo of the box.\n\nOn Monday Support wrote:\n> We got your message",
+        in_reply_to=ack["Message-ID"],
+        references=[original["Message-ID"], ack["Message-ID"]],
+    )
+    p.send(reply)
+    p.wait_for_messages(3)
+    ticket = p.ticket(ref)
+    assert [m["direction"] for m in ticket["messages"]] == ["inbound", "outbound", "inbound"]
+    assert ticket["messages"][2]["text"].startswith("Here is a photo of the box.")
+    assert ticket["messages"][2]["decision"]["kind"] == "follow_up"
+    assert ticket["messages"][2]["decision"]["thread"]["via"] == "in-reply-to"
+    assert len(p.tickets()) == 1
+    # A follow-up gets no second acknowledgement.
+    assert len(sink.received) == 1
+
+
+def test_customer_mail_becomes_ticket_and_reply_threads(pipeline: Pipeline, smtp_sink: SmtpSink) -> None:
+    _first_contact_flow(pipeline, smtp_sink)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_same_flow_on_postgres_and_redis(pg_redis_pipeline: Pipeline, smtp_sink: SmtpSink) -> None:
+    _first_contact_flow(pg_redis_pipeline, smtp_sink)
+
+
+def test_duplicate_delivery_gives_one_ticket_message(pipeline: Pipeline, smtp_sink: SmtpSink) -> None:
+    mail = make_mail()
+    pipeline.send(mail)
+    pipeline.send(mail)  # the sending server retried after a lost 250
+    pipeline.send(mail, rcpt=["billing@help.example.org"])  # and once more to another address of ours
+    smtp_sink.wait_for(1)
+    pipeline.wait_routed()
+    tickets = pipeline.tickets()
+    assert len(tickets) == 1
+    assert tickets[0]["message_count"] == 2  # the customer's message and our acknowledgement
+    assert len(smtp_sink.received) == 1
+
+
+def test_reply_arriving_before_its_parent_lands_on_the_same_ticket(pipeline: Pipeline) -> None:
+    parent_id = unique_id()
+    grandparent_id = unique_id()
+    reply = make_mail(subject="Re: Invoice", in_reply_to=parent_id, references=[grandparent_id, parent_id])
+    parent = make_mail(subject="Invoice", message_id=parent_id, in_reply_to=grandparent_id, references=[grandparent_id])
+    grandparent = make_mail(subject="Invoice", message_id=grandparent_id)
+    for mail in (reply, parent, grandparent):
+        pipeline.send(mail)
+    pipeline.wait_routed()
+    tickets = pipeline.tickets()
+    assert len(tickets) == 1
+    inbound = [m for m in pipeline.ticket(tickets[0]["ref"])["messages"] if m["direction"] == "inbound"]
+    assert len(inbound) == 3
+
+
+def test_subject_token_threads_a_reply_without_headers(pipeline: Pipeline, smtp_sink: SmtpSink) -> None:
+    pipeline.send(make_mail(subject="Login problem"))
+    smtp_sink.wait_for(1)
+    ref = pipeline.tickets()[0]["ref"]
+    pipeline.send(make_mail(subject=f"Re: [{ref}] Login problem", body="Still broken."))
+    pipeline.wait_routed()
+    tickets = pipeline.tickets()
+    assert len(tickets) == 1
+    last = pipeline.ticket(ref)["messages"][-1]
+    assert last["decision"]["thread"]["via"] == "subject-token"
+
+
+@pytest.mark.parametrize(
+    "sender, headers, envelope_from",
+    [
+        ("ana@customer.test", {"Auto-Submitted": "auto-replied"}, None),
+        ("ana@customer.test", {"Auto-Submitted": "auto-generated"}, None),
+        ("ana@customer.test", {"Precedence": "bulk"}, None),
+        ("ana@customer.test", {"Precedence": "junk"}, None),
+        ("ana@customer.test", {"Precedence": "list"}, None),
+        ("ana@customer.test", {"List-Id": "<news.customer.test>"}, None),
+        ("ana@customer.test", {"List-Unsubscribe": "<mailto:leave@customer.test>"}, None),
+        ("ana@customer.test", {}, ""),  # MAIL FROM:<> -- a bounce or notification
+        ("MAILER-DAEMON@customer.test", {}, None),
+        ("postmaster@customer.test", {}, None),
+        ("noreply@customer.test", {}, None),
+        ("no-reply@shop.test", {}, None),
+        ("support@example.com", {}, None),  # our own address: a loop in the making
+    ],
+)
+def test_machines_get_no_acknowledgement(
+    pipeline: Pipeline, smtp_sink: SmtpSink, sender: str, headers: dict[str, str], envelope_from: str | None
+) -> None:
+    mail = make_mail(sender=sender, headers=headers)
+    with smtplib.SMTP(pipeline.settings.smtp_host, pipeline.settings.smtp_port) as client:
+        client.send_message(mail, from_addr=envelope_from if envelope_from is not None else sender)
+    pipeline.wait_routed()
+    tickets = pipeline.tickets()
+    assert len(tickets) == 1  # the message is still a ticket...
+    decision = pipeline.ticket(tickets[0]["ref"])["messages"][0]["decision"]
+    assert decision["auto_reply_suppressed"]  # ...with the reason it got no reply
+    pipeline.app.sweeper.sweep_once()
+    assert smtp_sink.received == []
+
+
+def test_human_with_auto_submitted_no_is_acknowledged(pipeline: Pipeline, smtp_sink: SmtpSink) -> None:
+    pipeline.send(make_mail(headers={"Auto-Submitted": "no"}))
+    assert len(smtp_sink.wait_for(1)) == 1
+
+
+def test_auto_replies_are_capped_per_sender(
+    make_settings: Callable[..., Settings], smtp_sink: SmtpSink
+) -> None:
+    p = Pipeline(make_settings(outbound_smtp_url=smtp_sink.url, auto_reply_limit_per_hour=2)).start()
+    try:
+        for n in range(4):
+            p.send(make_mail(subject=f"Question {n}"))
+        p.wait_routed()
+        assert len(p.tickets()) == 4
+        smtp_sink.wait_for(2)
+        p.app.sweeper.sweep_once()
+        assert len(smtp_sink.received) == 2
+        reasons = [p.ticket(t["ref"])["messages"][0]["decision"]["auto_reply_suppressed"] for t in p.tickets()]
+        assert sum(1 for r in reasons if r and "cap" in r) == 2
+    finally:
+        p.stop()
+
+
+def test_unknown_domain_is_refused_never_relayed(pipeline: Pipeline) -> None:
+    with smtplib.SMTP(pipeline.settings.smtp_host, pipeline.settings.smtp_port) as client:
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            client.send_message(make_mail(to="someone@elsewhere.test"))
+    code, text = refused.value.recipients["someone@elsewhere.test"]
+    assert code == 550 and b"5.7.1" in text
+    assert pipeline.tickets() == []
+
+
+def test_oversized_message_gets_552(make_settings: Callable[..., Settings], smtp_sink: SmtpSink) -> None:
+    p = Pipeline(make_settings(outbound_smtp_url=smtp_sink.url, smtp_max_message_bytes=4096)).start()
+    try:
+        with smtplib.SMTP(p.settings.smtp_host, p.settings.smtp_port) as client:
+            with pytest.raises(smtplib.SMTPResponseException) as error:
+                client.send_message(make_mail(body="x" * 10_000))
+        assert error.value.smtp_code == 552
+        assert p.tickets() == []
+    finally:
+        p.stop()
+
+
+def _rename_intake_table(p: Pipeline, old: str, new: str) -> None:
+    url = p.app.db.engine.url
+    if p.app.db.is_sqlite:
+        with sqlite3.connect(str(url.database)) as conn:
+            conn.execute(f"ALTER TABLE {old} RENAME TO {new}")
+    else:
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"ALTER TABLE {old} RENAME TO {new}")
+
+
+def _store_failure_flow(p: Pipeline, sink: SmtpSink) -> None:
+    mail = make_mail()
+    _rename_intake_table(p, "intake", "intake_away")
+    with smtplib.SMTP(p.settings.smtp_host, p.settings.smtp_port) as client:
+        with pytest.raises(smtplib.SMTPDataError) as error:
+            client.send_message(mail)
+    assert error.value.smtp_code == 451 and b"4.3.0" in error.value.smtp_error
+    _rename_intake_table(p, "intake_away", "intake")
+    assert p.tickets() == []  # nothing half-written
+    p.send(mail)  # the sending server retries later
+    sink.wait_for(1)
+    assert len(p.tickets()) == 1
+
+
+def test_store_failure_answers_451_and_the_retry_succeeds(pipeline: Pipeline, smtp_sink: SmtpSink) -> None:
+    _store_failure_flow(pipeline, smtp_sink)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_store_failure_on_postgres(pg_redis_pipeline: Pipeline, smtp_sink: SmtpSink) -> None:
+    _store_failure_flow(pg_redis_pipeline, smtp_sink)
+
+
+def test_acknowledgement_retried_after_a_temporary_failure(pipeline: Pipeline, smtp_sink: SmtpSink) -> None:
+    from tickets.models import OutboxRow
+
+    smtp_sink.fail_next = 1
+    pipeline.app.dispatcher.base_backoff = pipeline.app.dispatcher.base_backoff / 50  # 0.1 s
+    pipeline.send(make_mail())
+    pipeline.wait_routed()
+    mails = smtp_sink.wait_for(1, timeout=30)
+    assert len(mails) == 1
+    with pipeline.app.db.read() as session:
+        row = session.query(OutboxRow).one()
+        assert row.state == "sent" and row.attempts == 2
+        # A redelivered job for a sent row sends nothing.
+    assert pipeline.app.dispatcher.deliver(row.id) == ""
+    pipeline.app.sweeper.sweep_once()
+    assert len(smtp_sink.received) == 1
+
+
+def test_message_logged_before_a_restart_is_routed_after_it(
+    make_settings: Callable[..., Settings], smtp_sink: SmtpSink
+) -> None:
+    """The embedded broker loses its queue on restart; the intake log and the sweeper do not."""
+    settings = make_settings(outbound_smtp_url=smtp_sink.url)
+    first = Pipeline(settings).start(("smtp",))  # accepts mail, but no worker runs
+    first.send(make_mail())
+    first.stop()
+    second = Pipeline(settings).start(("worker", "sweeper"))
+    try:
+        smtp_sink.wait_for(1, timeout=30)
+        assert len(second.tickets()) == 1
+    finally:
+        second.stop()
+
+
+def _burst(p: Pipeline, threads: int, per_thread: int) -> list[Any]:
+    """Several messages of each new thread, all referencing a root nobody has seen, at once."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    mails = []
+    for t in range(threads):
+        root = unique_id()
+        for n in range(per_thread):
+            mails.append(make_mail(subject=f"Thread {t}", in_reply_to=root, references=[root],
+                                   sender=f"c{t}@customer.test"))
+    random.Random(7).shuffle(mails)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(p.send, mails))
+    return mails
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_concurrent_messages_of_one_new_thread_end_on_one_ticket(pg_redis_pipeline: Pipeline) -> None:
+    _burst(pg_redis_pipeline, threads=15, per_thread=4)
+    pg_redis_pipeline.wait_routed(timeout=60)
+    tickets = pg_redis_pipeline.tickets()
+    assert len(tickets) == 15
+    assert sorted(t["subject"] for t in tickets) == sorted(f"Thread {t}" for t in range(15))
+    assert all(sum(1 for m in pg_redis_pipeline.ticket(t["ref"])["messages"] if m["direction"] == "inbound") == 4
+               for t in tickets)

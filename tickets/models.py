@@ -1,0 +1,285 @@
+"""The store's tables, as SQLAlchemy models. Alembic migrations in ``tickets/migrations`` create them.
+
+The store knows no channel protocol and no broker: channels are plain strings here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "Base",
+    "Contact",
+    "ContactIdentity",
+    "Direction",
+    "IntakeRow",
+    "IntakeState",
+    "OutboxRow",
+    "OutboxState",
+    "Priority",
+    "QueueCursor",
+    "Status",
+    "ThreadKey",
+    "Ticket",
+    "TicketMessage",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps stored in UTC and always read back timezone-aware (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+# SQLite's INTEGER PRIMARY KEY is its rowid; BigInteger there would lose autoincrement.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Status(StrEnum):
+    NEW = "new"
+    OPEN = "open"
+    PENDING = "pending"
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class Priority(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+    NOTE = "note"
+
+
+class IntakeState(StrEnum):
+    PENDING = "pending"  # logged, not routed yet: the sweeper re-enqueues these
+    ROUTED = "routed"
+    QUARANTINED = "quarantined"  # could not be parsed or routed; raw kept, reason recorded
+
+
+class OutboxState(StrEnum):
+    PENDING = "pending"  # waiting for (another) attempt at next_attempt_at
+    SENDING = "sending"  # claimed by a dispatcher; a stale claim is retried by the sweeper
+    SENT = "sent"
+    FAILED = "failed"  # gave up, or the provider reported a permanent failure (bounce)
+    SUPPRESSED = "suppressed"  # decided not to send (e.g. the contact's auto-reply cap)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType, list[Any]: JSONType}
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    identities: Mapped[list[ContactIdentity]] = relationship(
+        back_populates="contact", order_by="ContactIdentity.id", lazy="selectin"
+    )
+
+    @property
+    def primary_address(self) -> str:
+        return self.identities[0].address if self.identities else ""
+
+
+class ContactIdentity(Base):
+    """One address of a contact: an email, a phone number (E.164), a Slack user."""
+
+    __tablename__ = "contact_identities"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    address: Mapped[str] = mapped_column(String(320))
+    # "kind:address" lower-cased where the kind compares case-insensitively; unique across contacts.
+    identity: Mapped[str] = mapped_column(String(340), unique=True)
+
+    contact: Mapped[Contact] = relationship(back_populates="identities")
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # Human reference such as OD-1042; kept as written so a later prefix change breaks no thread.
+    ref: Mapped[str | None] = mapped_column(String(32), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=Status.NEW.value, index=True)
+    priority: Mapped[str] = mapped_column(String(16), default=Priority.NORMAL.value)
+    queue: Mapped[str] = mapped_column(String(100), index=True)
+    category: Mapped[str | None] = mapped_column(String(100))
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    assignee: Mapped[str | None] = mapped_column(String(320), index=True)
+    sla_policy: Mapped[str | None] = mapped_column(String(100))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    channel: Mapped[str] = mapped_column(String(20))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    # Facts gathered for the agent (customer history, language, directory facts).
+    facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # When the channel received the first message: the SLA clock starts here.
+    received_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    last_inbound_at: Mapped[datetime | None]
+
+    contact: Mapped[Contact] = relationship(lazy="joined")
+    messages: Mapped[list[TicketMessage]] = relationship(
+        back_populates="ticket", order_by="TicketMessage.id", lazy="raise_on_sql"
+    )
+
+
+class TicketMessage(Base):
+    """One entry of a ticket's timeline: an inbound message, a reply we sent, or an internal note."""
+
+    __tablename__ = "ticket_messages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    # The intake row this message came from; unique, so routing the same row twice adds nothing.
+    intake_id: Mapped[int | None] = mapped_column(ForeignKey("intake.id"), unique=True)
+    direction: Mapped[str] = mapped_column(String(10))
+    channel: Mapped[str] = mapped_column(String(20))
+    sender: Mapped[str] = mapped_column(String(320), default="")
+    recipients: Mapped[list[Any]] = mapped_column(default=list)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    full_text: Mapped[str] = mapped_column(Text, default="")
+    html: Mapped[str | None] = mapped_column(Text)
+    attachments: Mapped[list[Any]] = mapped_column(default=list)
+    message_id: Mapped[str | None] = mapped_column(String(998))
+    # The routing Decision (JSON) for inbound messages.
+    decision: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="messages")
+
+    __table_args__ = (Index("ix_ticket_messages_ticket", "ticket_id", "id"),)
+
+
+class ThreadKey(Base):
+    """Every key that ties a future message to a ticket.
+
+    ``mid:<a@b>`` for each Message-ID we received, sent, or saw referenced (so a reply that arrives
+    before its parent still finds the thread); ``conv:...`` for channel conversation keys. The
+    primary key is what serialises two workers racing to open a ticket for one conversation: the
+    loser's insert fails and it retries, now finding the winner's ticket.
+    """
+
+    __tablename__ = "thread_keys"
+
+    key: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IntakeRow(Base):
+    """The intake log: one row per inbound message, the source of truth for what arrived."""
+
+    __tablename__ = "intake"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[str] = mapped_column(String(1000))
+    received_at: Mapped[datetime]
+    logged_at: Mapped[datetime] = mapped_column(default=utcnow)
+    state: Mapped[str] = mapped_column(String(16), default=IntakeState.PENDING.value)
+    # The Envelope as JSON; NULL for a quarantined payload that never became one.
+    envelope: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    raw_sha256: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(200), default="")  # e.g. smtp, imap:support
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    routed_at: Mapped[datetime | None]
+    # Last time the sweeper re-enqueued this row (so one sweep does not repeat the last one).
+    swept_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("channel", "external_id", name="uq_intake_channel_external_id"),
+        Index("ix_intake_state_logged", "state", "logged_at"),
+    )
+
+
+class OutboxRow(Base):
+    """A message to send, written in the same transaction as the change that caused it."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    channel: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(20))  # ack | reply | notify
+    recipient: Mapped[str] = mapped_column(String(320))
+    # Our Message-ID (email) or idempotency key: a resend carries the same one.
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default=OutboxState.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[datetime | None]
+    provider_id: Mapped[str | None] = mapped_column(String(300))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_outbox_state_due", "state", "next_attempt_at"),
+        Index("ix_outbox_contact_kind_created", "contact_id", "kind", "created_at"),
+    )
+
+
+class QueueCursor(Base):
+    """Round-robin position per queue; its row lock serialises concurrent assignments."""
+
+    __tablename__ = "queue_cursors"
+
+    queue: Mapped[str] = mapped_column(String(100), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,101 @@
+"""Read-side queries: tickets as plain dicts for the CLI and the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tickets.models import IntakeRow, IntakeState, Ticket, TicketMessage
+
+__all__ = ["get_ticket", "list_quarantine", "list_tickets", "ticket_summary"]
+
+
+def ticket_summary(ticket: Ticket, message_count: int) -> dict[str, Any]:
+    return {
+        "ref": ticket.ref,
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "queue": ticket.queue,
+        "category": ticket.category,
+        "tags": list(ticket.tags or []),
+        "assignee": ticket.assignee,
+        "channel": ticket.channel,
+        "subject": ticket.subject,
+        "contact": ticket.contact.primary_address if ticket.contact else "",
+        "contact_name": ticket.contact.name if ticket.contact else "",
+        "message_count": message_count,
+        "received_at": ticket.received_at.isoformat(),
+        "created_at": ticket.created_at.isoformat(),
+        "updated_at": ticket.updated_at.isoformat(),
+    }
+
+
+def list_tickets(
+    session: Session, *, status: str | None = None, queue: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    counts = (
+        select(TicketMessage.ticket_id, func.count(TicketMessage.id).label("n"))
+        .group_by(TicketMessage.ticket_id)
+        .subquery()
+    )
+    query = select(Ticket, func.coalesce(counts.c.n, 0)).outerjoin(counts, counts.c.ticket_id == Ticket.id)
+    if status:
+        query = query.where(Ticket.status == status)
+    if queue:
+        query = query.where(Ticket.queue == queue)
+    rows = session.execute(query.order_by(Ticket.id.desc()).limit(limit)).all()
+    return [ticket_summary(ticket, int(n)) for ticket, n in rows]
+
+
+def get_ticket(session: Session, ref: str) -> dict[str, Any] | None:
+    ticket = session.execute(select(Ticket).where(Ticket.ref == ref.upper())).scalar_one_or_none()
+    if ticket is None:
+        return None
+    messages = session.execute(
+        select(TicketMessage).where(TicketMessage.ticket_id == ticket.id).order_by(TicketMessage.id)
+    ).scalars().all()
+    out = ticket_summary(ticket, len(messages))
+    out["sla_policy"] = ticket.sla_policy
+    out["facts"] = ticket.facts or {}
+    out["messages"] = [
+        {
+            "direction": m.direction,
+            "channel": m.channel,
+            "sender": m.sender,
+            "recipients": m.recipients,
+            "subject": m.subject,
+            "text": m.text,
+            "full_text": m.full_text,
+            "html": m.html,
+            "attachments": m.attachments,
+            "message_id": m.message_id,
+            "created_at": m.created_at.isoformat(),
+            "decision": m.decision,
+        }
+        for m in messages
+    ]
+    return out
+
+
+def list_quarantine(session: Session, *, limit: int = 100) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(IntakeRow)
+        .where(IntakeRow.state == IntakeState.QUARANTINED.value)
+        .order_by(IntakeRow.id.desc())
+        .limit(limit)
+    ).scalars()
+    return [
+        {
+            "id": r.id,
+            "channel": r.channel,
+            "external_id": r.external_id,
+            "source": r.source,
+            "received_at": r.received_at.isoformat(),
+            "reason": r.error,
+            "raw_sha256": r.raw_sha256,
+            "attempts": r.attempts,
+        }
+        for r in rows
+    ]

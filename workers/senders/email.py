@@ -1,0 +1,134 @@
+"""Outbound email: compose the MIME message from an outbox row and hand it to an SMTP server.
+
+The Message-ID is the outbox row's, fixed when the row was written: a resend after a crash is
+the same message to every receiving system. Header values are stripped of CR and LF before they
+reach a header, so a customer-supplied name or subject can never start a header of its own.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from tickets.models import utcnow
+from workers.errors import PermanentDeliveryError, TemporaryDeliveryError
+from workers.outbox import OutboxMessage
+
+__all__ = ["FileDropSender", "SmtpSender", "compose_email", "email_sender_from_url"]
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value or "").replace("\r", " ").replace("\n", " ").split())
+
+
+def _address(addr: str, name: str = "") -> Address:
+    addr = _one_line(addr)
+    display, bare = parseaddr(addr)
+    local, _, domain = (bare or addr).rpartition("@")
+    if not local or not domain:
+        raise PermanentDeliveryError(f"not an email address: {addr!r}")
+    return Address(display_name=_one_line(name or display), username=local, domain=domain)
+
+
+def compose_email(message: OutboxMessage) -> EmailMessage:
+    p = message.payload
+    mail = EmailMessage()
+    mail["From"] = _address(str(p.get("from", "")), str(p.get("from_name", "")))
+    mail["To"] = _address(str(p.get("to") or message.recipient), str(p.get("to_name", "")))
+    mail["Subject"] = _one_line(p.get("subject", ""))
+    mail["Date"] = format_datetime(utcnow())
+    mail["Message-ID"] = _one_line(message.message_id)
+    in_reply_to = p.get("in_reply_to")
+    if in_reply_to:
+        mail["In-Reply-To"] = _one_line(in_reply_to)
+    references = p.get("references") or []
+    if isinstance(references, list) and references:
+        mail["References"] = " ".join(_one_line(r) for r in references)
+    if p.get("auto_submitted"):
+        mail["Auto-Submitted"] = _one_line(p["auto_submitted"])
+        # Ask Exchange and friends not to answer our automatic mail with theirs.
+        mail["X-Auto-Response-Suppress"] = "All"
+    if p.get("ticket_ref"):
+        mail["X-Omnidesk-Ticket"] = _one_line(p["ticket_ref"])
+    mail.set_content(str(p.get("text", "")))
+    html = p.get("html")
+    if html:
+        mail.add_alternative(str(html), subtype="html")
+    return mail
+
+
+class SmtpSender:
+    """Sends through an SMTP server named by ``smtp://user:pass@host:port`` (or smtps, +starttls)."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        parts = urlsplit(url)
+        self.scheme = parts.scheme
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port or (465 if self.scheme == "smtps" else 25)
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.timeout = timeout
+
+    def _connect(self) -> smtplib.SMTP:
+        if self.scheme == "smtps":
+            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=ssl.create_default_context())
+        client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        if self.scheme == "smtp+starttls":
+            client.starttls(context=ssl.create_default_context())
+        return client
+
+    def send(self, message: OutboxMessage) -> str:
+        mail = compose_email(message)
+        envelope_from = mail["From"].addresses[0].addr_spec
+        # Automatic replies go out with an empty envelope sender (RFC 3834): bounces of them
+        # must not loop back into the help desk as new tickets.
+        if message.kind == "ack":
+            envelope_from = ""
+        try:
+            with self._connect() as client:
+                if self.username:
+                    client.login(self.username, self.password or "")
+                refused = client.send_message(mail, from_addr=envelope_from, to_addrs=[message.recipient])
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            if all(400 <= code < 500 for code in codes):
+                raise TemporaryDeliveryError(f"recipient refused for now: {exc.recipients}") from exc
+            raise PermanentDeliveryError(f"recipient refused: {exc.recipients}") from exc
+        except smtplib.SMTPAuthenticationError as exc:
+            raise TemporaryDeliveryError(f"SMTP login failed ({exc.smtp_code}); check the outbound URL") from exc
+        except smtplib.SMTPResponseException as exc:
+            error = f"{exc.smtp_code} {exc.smtp_error!r}"
+            if 500 <= exc.smtp_code < 600:
+                raise PermanentDeliveryError(error) from exc
+            raise TemporaryDeliveryError(error) from exc
+        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+            raise TemporaryDeliveryError(f"{exc.__class__.__name__}: {exc}") from exc
+        if refused:
+            raise PermanentDeliveryError(f"recipient refused: {refused}")
+        return message.message_id
+
+
+class FileDropSender:
+    """Writes each message as a .eml file: the laptop default when no outbound SMTP is set."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def send(self, message: OutboxMessage) -> str:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        mail = compose_email(message)
+        target = self.directory / f"{message.id:08d}.eml"
+        target.write_bytes(bytes(mail))
+        return str(target)
+
+
+def email_sender_from_url(url: str, data_dir: Path) -> SmtpSender | FileDropSender:
+    if url:
+        return SmtpSender(url)
+    return FileDropSender(data_dir / "sent-mail")
