@@ -10,7 +10,7 @@ This module imports nothing of ours: everything else imports it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     # --- tickets and routing -------------------------------------------------------------
     ticket_prefix: str = Field(
         "OD", pattern=r"^[A-Z][A-Z0-9]{0,9}$", description="Prefix of ticket numbers (OD-1042)."
+    )
+    foreign_token_policy: Literal["follow_up", "new_ticket"] = Field(
+        "new_ticket",
+        description="A [OD-n] token from a sender not on that ticket: follow_up adds the message to "
+        "it; new_ticket opens a new ticket linked to it (nobody can write into others' tickets).",
     )
     rules_file: Path = Field(Path("config/routing.yaml"), description="The routing rules file.")
     channels_file: Path = Field(Path("config/channels.yaml"), description="The channels file.")

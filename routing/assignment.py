@@ -64,7 +64,7 @@ def _least_loaded(session: Session, agents: list[str]) -> str:
             select(Ticket.assignee, func.count(Ticket.id))
             .where(Ticket.assignee.in_(agents), Ticket.status.in_(_OPEN))
             .group_by(Ticket.assignee)
-        ).tuples().all()
+        ).all()
     )
     # Fewest open tickets wins; ties go to the agent listed first, so the order is predictable.
     return min(agents, key=lambda a: (counts.get(a, 0), agents.index(a)))

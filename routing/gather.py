@@ -45,7 +45,14 @@ def contact_history(session: Session, contact_id: int) -> dict[str, Any]:
 
 
 def gather_facts(
-    session: Session, envelope: Envelope, contact: Contact, ruleset: "RuleSet | None", *, now: datetime
+    session: Session,
+    envelope: Envelope,
+    contact: Contact,
+    ruleset: "RuleSet | None",
+    *,
+    now: datetime,
+    event: str = "new_ticket",
+    ticket: dict[str, Any] | None = None,
 ) -> "Facts":
     from routing.facts import Facts
     from routing.language import detect_language
@@ -56,4 +63,4 @@ def gather_facts(
     customer.setdefault("name", contact.name or envelope.sender.name)
     customer.update(contact_history(session, contact.id))
     language = envelope.language or detect_language(envelope.text or envelope.subject)
-    return Facts(event="new_ticket", now=now, language=language, customer=customer)
+    return Facts(event=event, now=now, language=language, customer=customer, ticket=ticket)

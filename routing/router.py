@@ -28,7 +28,12 @@ from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from intake.envelope import Channel, Envelope
-from routing.acknowledgement import default_ack, email_ack_payload, reply_subject, suppression_reason
+from routing.acknowledgement import (
+    default_ack,
+    email_ack_payload,
+    reply_subject,
+    suppression_reason,
+)
 from routing.assignment import choose_assignee
 from routing.decision import Actions, Decision, DecisionKind
 from routing.gather import gather_facts
@@ -50,12 +55,15 @@ from tickets.models import (
     IntakeRow,
     IntakeState,
     OutboxRow,
+    OutboxState,
     Status,
     Ticket,
+    TicketMessage,
     utcnow,
 )
 
 if TYPE_CHECKING:
+    from routing.facts import Facts
     from routing.rules import RuleSet
 
 __all__ = ["Routed", "Router", "new_message_id"]
@@ -134,14 +142,22 @@ class Router:
         found_refs: dict[str, int] = {}
         if refs:
             found_refs = dict(
-                session.execute(select(Ticket.ref, Ticket.id).where(Ticket.ref.in_(refs))).tuples().all()  # type: ignore[arg-type]
+                session.execute(select(Ticket.ref, Ticket.id).where(Ticket.ref.in_(refs))).all()  # type: ignore[arg-type]
             )
         ref_of = dict(
             session.execute(
                 select(Ticket.id, Ticket.ref).where(Ticket.id.in_({*found_keys.values(), *found_refs.values()}))
-            ).tuples().all()
+            ).all()
         ) if (found_keys or found_refs) else {}
         match = match_thread(envelope, found_keys, found_refs, ref_of)  # type: ignore[arg-type]
+
+        linked_ref: str | None = None
+        if match is not None and match[0].via == "subject-token" and self.settings.foreign_token_policy == "new_ticket":
+            ticket = session.get(Ticket, match[1])
+            if ticket is not None and not _is_participant(session, ticket, envelope):
+                # Anyone can type a ticket number; a stranger's message must not land in (and be
+                # answered on) someone else's ticket. It opens its own, linked to that one.
+                linked_ref, match = ticket.ref, None
 
         if match is not None:
             thread, ticket_id = match
@@ -152,14 +168,21 @@ class Router:
             self._record(session, row, envelope, ticket, decision)
             return Routed(intake_id, ticket.id, ticket.ref or "", decision, new_ticket=False)
 
-        return self._new_ticket(session, row, envelope, keys, now)
+        return self._new_ticket(session, row, envelope, keys, now, linked_ref=linked_ref)
 
     def _follow_up(
         self, session: Session, row: IntakeRow, envelope: Envelope, ticket: Ticket, keys: list[str]
     ) -> Decision:
         add_thread_keys(session, ticket.id, keys)
-        ticket.last_inbound_at = envelope.received_at
         notes: list[str] = []
+        if envelope.loop.is_bounce:
+            failed = _mark_bounced(session, envelope.loop.bounced_message_ids)
+            notes.append(f"delivery failure report; {failed} outbound message(s) marked failed")
+            return Decision(kind=DecisionKind.FOLLOW_UP, event="bounce", notes=tuple(notes))
+        ticket.last_inbound_at = envelope.received_at
+        # Follow-up rules see the ticket as it was before this message (e.g. "reopened after
+        # resolved": ticket.status is still resolved here).
+        before = {"status": ticket.status, "priority": ticket.priority, "queue": ticket.queue, "ref": ticket.ref}
         if ticket.status in _REOPEN_ON_REPLY:
             notes.append(f"reopened from {ticket.status} by the customer's reply")
             ticket.status = Status.OPEN.value
@@ -167,14 +190,8 @@ class Router:
         actions = Actions()
         ruleset = self.rules()
         if ruleset is not None:
-            from routing.facts import Facts
-
-            facts = Facts(
-                event="follow_up",
-                now=self.clock(),
-                language=envelope.language,
-                customer={},
-                ticket={"status": ticket.status, "priority": ticket.priority, "queue": ticket.queue, "ref": ticket.ref},
+            facts = gather_facts(
+                session, envelope, ticket.contact, ruleset, now=self.clock(), event="follow_up", ticket=before
             )
             evaluation = ruleset.evaluate(envelope, facts)
             applied, actions = evaluation.applied, evaluation.actions
@@ -184,7 +201,14 @@ class Router:
         )
 
     def _new_ticket(
-        self, session: Session, row: IntakeRow, envelope: Envelope, keys: list[str], now: datetime
+        self,
+        session: Session,
+        row: IntakeRow,
+        envelope: Envelope,
+        keys: list[str],
+        now: datetime,
+        *,
+        linked_ref: str | None = None,
     ) -> Routed:
         sender = envelope.sender
         contact = find_or_create_contact(
@@ -215,6 +239,10 @@ class Router:
         )
         if actions.spam:
             ticket.status = Status.CLOSED.value
+        notes: list[str] = []
+        if linked_ref:
+            ticket.facts = {**(ticket.facts or {}), "linked_ticket": linked_ref}
+            notes.append(f"names {linked_ref}, but the sender is not on that ticket: opened a linked ticket")
         try:
             claim_thread_keys(session, ticket.id, keys)
         except IntegrityError as exc:
@@ -243,6 +271,7 @@ class Router:
             rules=applied,
             actions=actions,
             auto_reply_suppressed=suppressed,
+            notes=tuple(notes),
         )
         self._record(session, row, envelope, ticket, decision)
         if suppressed is None:
@@ -338,6 +367,30 @@ class Router:
         return self.settings.support_address
 
 
+def _is_participant(session: Session, ticket: Ticket, envelope: Envelope) -> bool:
+    """Is the sender the ticket's contact, or someone who already wrote on it?"""
+    if any(identity.identity == envelope.sender.identity for identity in ticket.contact.identities):
+        return True
+    sender = envelope.sender.address.lower()
+    senders = session.execute(
+        select(TicketMessage.sender).where(
+            TicketMessage.ticket_id == ticket.id, TicketMessage.direction == Direction.INBOUND.value
+        )
+    ).scalars()
+    return any(s.lower() == sender for s in senders)
+
+
+def _mark_bounced(session: Session, message_ids: tuple[str, ...]) -> int:
+    if not message_ids:
+        return 0
+    result = session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.message_id.in_(message_ids))
+        .values(state=OutboxState.FAILED.value, last_error="bounced: the receiving system reported a delivery failure")
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def _apply(ticket: Ticket, actions: Actions) -> None:
     """Apply the actions a follow-up rule set on an existing ticket."""
     if actions.status:
@@ -357,9 +410,7 @@ def _queue_name(ruleset: "RuleSet", queue: str) -> str:
     return getattr(found, "name", queue) if found is not None else queue
 
 
-def facts_record(facts: Any) -> dict[str, Any]:
-    """The facts as stored on the ticket for the agent (JSON-safe)."""
-    return {
-        "language": getattr(facts, "language", None),
-        "customer": dict(getattr(facts, "customer", {}) or {}),
-    }
+def facts_record(facts: "Facts") -> dict[str, Any]:
+    """The facts as stored on the ticket: the agent's at-a-glance view of the customer, and what
+    ``omnidesk rules replay`` re-evaluates the rules with (``Facts.from_dict``)."""
+    return facts.to_dict()

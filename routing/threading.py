@@ -8,8 +8,9 @@ numbers it names, and ``match_thread`` picks the winner. Order of trust:
    must not matter);
 2. ``In-Reply-To``;
 3. ``References``, nearest ancestor first;
-4. a channel conversation key (Slack thread, phone conversation);
-5. a ticket number token such as ``[OD-1042]`` in the subject — last, because anyone can type it.
+4. for a bounce, the Message-ID of ours it reports on;
+5. a channel conversation key (Slack thread, phone conversation);
+6. a ticket number token such as ``[OD-1042]`` in the subject — last, because anyone can type it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def candidate_keys(envelope: Envelope) -> list[tuple[str, str]]:
         out.append(("own-message-id", message_key(hints.message_id)))
     out.extend(("in-reply-to", message_key(mid)) for mid in hints.in_reply_to)
     out.extend(("references", message_key(mid)) for mid in reversed(hints.references))
+    # A delivery report names the message of ours that bounced: it belongs on that ticket.
+    out.extend(("bounce", message_key(mid)) for mid in envelope.loop.bounced_message_ids)
     conv = conversation_key(envelope)
     if conv:
         out.append(("conversation", conv))

@@ -54,7 +54,6 @@ class Pipeline:
 
     def __init__(self, settings: Settings, *, broker: dramatiq.Broker | None = None, **app_kwargs: Any) -> None:
         self.settings = settings.model_copy(update={"smtp_port": free_port(), "http_port": free_port()})
-        app_kwargs.setdefault("load_rules", False)  # TEMP
         self.app = App(self.settings, broker=broker, **app_kwargs)
         self.app.migrate()
         self.running = Running(self.app)

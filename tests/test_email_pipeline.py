@@ -32,8 +32,12 @@ def pg_redis_pipeline(
     import uuid
 
     # Each test gets its own Redis namespace so parallel or leftover runs never share queues.
-    broker = RedisBroker(url=redis_url, namespace=f"omnidesk-test-{uuid.uuid4().hex[:8]}", heartbeat_timeout=5000)
-    settings = make_settings(outbound_smtp_url=smtp_sink.url, database_url=postgres_url, redis_url=redis_url)
+    broker = RedisBroker(
+        url=redis_url, namespace=f"omnidesk-test-{uuid.uuid4().hex[:8]}", heartbeat_timeout=5000
+    )
+    settings = make_settings(
+        outbound_smtp_url=smtp_sink.url, database_url=postgres_url, redis_url=redis_url
+    )
     p = Pipeline(settings, broker=broker).start()
     yield p
     p.stop()
@@ -49,7 +53,8 @@ def _first_contact_flow(p: Pipeline, sink: SmtpSink) -> None:
     ref = tickets[0]["ref"]
     assert ref.startswith("OD-")
     assert tickets[0]["contact"] == "ana@customer.test"
-    assert tickets[0]["channel"] == "email" and tickets[0]["queue"] == "general"
+    assert tickets[0]["channel"] == "email"
+    assert tickets[0]["queue"] == "logistics"  # the default rules: damaged deliveries
 
     assert ack["Subject"] == f"[{ref}] Re: Parcel arrived damaged"
     assert ack["From"].addresses[0].addr_spec == "support@example.com"
@@ -78,7 +83,9 @@ def _first_contact_flow(p: Pipeline, sink: SmtpSink) -> None:
     assert len(sink.received) == 1
 
 
-def test_customer_mail_becomes_ticket_and_reply_threads(pipeline: Pipeline, smtp_sink: SmtpSink) -> None:
+def test_customer_mail_becomes_ticket_and_reply_threads(
+    pipeline: Pipeline, smtp_sink: SmtpSink
+) -> None:
     _first_contact_flow(pipeline, smtp_sink)
 
 
@@ -88,11 +95,15 @@ def test_same_flow_on_postgres_and_redis(pg_redis_pipeline: Pipeline, smtp_sink:
     _first_contact_flow(pg_redis_pipeline, smtp_sink)
 
 
-def test_duplicate_delivery_gives_one_ticket_message(pipeline: Pipeline, smtp_sink: SmtpSink) -> None:
+def test_duplicate_delivery_gives_one_ticket_message(
+    pipeline: Pipeline, smtp_sink: SmtpSink
+) -> None:
     mail = make_mail()
     pipeline.send(mail)
     pipeline.send(mail)  # the sending server retried after a lost 250
-    pipeline.send(mail, rcpt=["billing@help.example.org"])  # and once more to another address of ours
+    pipeline.send(
+        mail, rcpt=["billing@help.example.org"]
+    )  # and once more to another address of ours
     smtp_sink.wait_for(1)
     pipeline.wait_routed()
     tickets = pipeline.tickets()
@@ -104,19 +115,30 @@ def test_duplicate_delivery_gives_one_ticket_message(pipeline: Pipeline, smtp_si
 def test_reply_arriving_before_its_parent_lands_on_the_same_ticket(pipeline: Pipeline) -> None:
     parent_id = unique_id()
     grandparent_id = unique_id()
-    reply = make_mail(subject="Re: Invoice", in_reply_to=parent_id, references=[grandparent_id, parent_id])
-    parent = make_mail(subject="Invoice", message_id=parent_id, in_reply_to=grandparent_id, references=[grandparent_id])
+    reply = make_mail(
+        subject="Re: Invoice", in_reply_to=parent_id, references=[grandparent_id, parent_id]
+    )
+    parent = make_mail(
+        subject="Invoice",
+        message_id=parent_id,
+        in_reply_to=grandparent_id,
+        references=[grandparent_id],
+    )
     grandparent = make_mail(subject="Invoice", message_id=grandparent_id)
     for mail in (reply, parent, grandparent):
         pipeline.send(mail)
     pipeline.wait_routed()
     tickets = pipeline.tickets()
     assert len(tickets) == 1
-    inbound = [m for m in pipeline.ticket(tickets[0]["ref"])["messages"] if m["direction"] == "inbound"]
+    inbound = [
+        m for m in pipeline.ticket(tickets[0]["ref"])["messages"] if m["direction"] == "inbound"
+    ]
     assert len(inbound) == 3
 
 
-def test_subject_token_threads_a_reply_without_headers(pipeline: Pipeline, smtp_sink: SmtpSink) -> None:
+def test_subject_token_threads_a_reply_without_headers(
+    pipeline: Pipeline, smtp_sink: SmtpSink
+) -> None:
     pipeline.send(make_mail(subject="Login problem"))
     smtp_sink.wait_for(1)
     ref = pipeline.tickets()[0]["ref"]
@@ -147,7 +169,11 @@ def test_subject_token_threads_a_reply_without_headers(pipeline: Pipeline, smtp_
     ],
 )
 def test_machines_get_no_acknowledgement(
-    pipeline: Pipeline, smtp_sink: SmtpSink, sender: str, headers: dict[str, str], envelope_from: str | None
+    pipeline: Pipeline,
+    smtp_sink: SmtpSink,
+    sender: str,
+    headers: dict[str, str],
+    envelope_from: str | None,
 ) -> None:
     mail = make_mail(sender=sender, headers=headers)
     with smtplib.SMTP(pipeline.settings.smtp_host, pipeline.settings.smtp_port) as client:
@@ -161,7 +187,9 @@ def test_machines_get_no_acknowledgement(
     assert smtp_sink.received == []
 
 
-def test_human_with_auto_submitted_no_is_acknowledged(pipeline: Pipeline, smtp_sink: SmtpSink) -> None:
+def test_human_with_auto_submitted_no_is_acknowledged(
+    pipeline: Pipeline, smtp_sink: SmtpSink
+) -> None:
     pipeline.send(make_mail(headers={"Auto-Submitted": "no"}))
     assert len(smtp_sink.wait_for(1)) == 1
 
@@ -169,7 +197,9 @@ def test_human_with_auto_submitted_no_is_acknowledged(pipeline: Pipeline, smtp_s
 def test_auto_replies_are_capped_per_sender(
     make_settings: Callable[..., Settings], smtp_sink: SmtpSink
 ) -> None:
-    p = Pipeline(make_settings(outbound_smtp_url=smtp_sink.url, auto_reply_limit_per_hour=2)).start()
+    p = Pipeline(
+        make_settings(outbound_smtp_url=smtp_sink.url, auto_reply_limit_per_hour=2)
+    ).start()
     try:
         for n in range(4):
             p.send(make_mail(subject=f"Question {n}"))
@@ -178,7 +208,10 @@ def test_auto_replies_are_capped_per_sender(
         smtp_sink.wait_for(2)
         p.app.sweeper.sweep_once()
         assert len(smtp_sink.received) == 2
-        reasons = [p.ticket(t["ref"])["messages"][0]["decision"]["auto_reply_suppressed"] for t in p.tickets()]
+        reasons = [
+            p.ticket(t["ref"])["messages"][0]["decision"]["auto_reply_suppressed"]
+            for t in p.tickets()
+        ]
         assert sum(1 for r in reasons if r and "cap" in r) == 2
     finally:
         p.stop()
@@ -193,8 +226,12 @@ def test_unknown_domain_is_refused_never_relayed(pipeline: Pipeline) -> None:
     assert pipeline.tickets() == []
 
 
-def test_oversized_message_gets_552(make_settings: Callable[..., Settings], smtp_sink: SmtpSink) -> None:
-    p = Pipeline(make_settings(outbound_smtp_url=smtp_sink.url, smtp_max_message_bytes=4096)).start()
+def test_oversized_message_gets_552(
+    make_settings: Callable[..., Settings], smtp_sink: SmtpSink
+) -> None:
+    p = Pipeline(
+        make_settings(outbound_smtp_url=smtp_sink.url, smtp_max_message_bytes=4096)
+    ).start()
     try:
         with smtplib.SMTP(p.settings.smtp_host, p.settings.smtp_port) as client:
             with pytest.raises(smtplib.SMTPResponseException) as error:
@@ -230,7 +267,9 @@ def _store_failure_flow(p: Pipeline, sink: SmtpSink) -> None:
     assert len(p.tickets()) == 1
 
 
-def test_store_failure_answers_451_and_the_retry_succeeds(pipeline: Pipeline, smtp_sink: SmtpSink) -> None:
+def test_store_failure_answers_451_and_the_retry_succeeds(
+    pipeline: Pipeline, smtp_sink: SmtpSink
+) -> None:
     _store_failure_flow(pipeline, smtp_sink)
 
 
@@ -240,7 +279,9 @@ def test_store_failure_on_postgres(pg_redis_pipeline: Pipeline, smtp_sink: SmtpS
     _store_failure_flow(pg_redis_pipeline, smtp_sink)
 
 
-def test_acknowledgement_retried_after_a_temporary_failure(pipeline: Pipeline, smtp_sink: SmtpSink) -> None:
+def test_acknowledgement_retried_after_a_temporary_failure(
+    pipeline: Pipeline, smtp_sink: SmtpSink
+) -> None:
     from tickets.models import OutboxRow
 
     smtp_sink.fail_next = 1
@@ -252,8 +293,9 @@ def test_acknowledgement_retried_after_a_temporary_failure(pipeline: Pipeline, s
     with pipeline.app.db.read() as session:
         row = session.query(OutboxRow).one()
         assert row.state == "sent" and row.attempts == 2
-        # A redelivered job for a sent row sends nothing.
-    assert pipeline.app.dispatcher.deliver(row.id) == ""
+        row_id = row.id
+    # A redelivered job for a sent row sends nothing.
+    assert pipeline.app.dispatcher.deliver(row_id) == ""
     pipeline.app.sweeper.sweep_once()
     assert len(smtp_sink.received) == 1
 
@@ -283,8 +325,14 @@ def _burst(p: Pipeline, threads: int, per_thread: int) -> list[Any]:
     for t in range(threads):
         root = unique_id()
         for n in range(per_thread):
-            mails.append(make_mail(subject=f"Thread {t}", in_reply_to=root, references=[root],
-                                   sender=f"c{t}@customer.test"))
+            mails.append(
+                make_mail(
+                    subject=f"Thread {t}",
+                    in_reply_to=root,
+                    references=[root],
+                    sender=f"c{t}@customer.test",
+                )
+            )
     random.Random(7).shuffle(mails)
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(p.send, mails))
@@ -293,11 +341,97 @@ def _burst(p: Pipeline, threads: int, per_thread: int) -> list[Any]:
 
 @pytest.mark.postgres
 @pytest.mark.redis
-def test_concurrent_messages_of_one_new_thread_end_on_one_ticket(pg_redis_pipeline: Pipeline) -> None:
+def test_concurrent_messages_of_one_new_thread_end_on_one_ticket(
+    pg_redis_pipeline: Pipeline,
+) -> None:
     _burst(pg_redis_pipeline, threads=15, per_thread=4)
     pg_redis_pipeline.wait_routed(timeout=60)
     tickets = pg_redis_pipeline.tickets()
     assert len(tickets) == 15
     assert sorted(t["subject"] for t in tickets) == sorted(f"Thread {t}" for t in range(15))
-    assert all(sum(1 for m in pg_redis_pipeline.ticket(t["ref"])["messages"] if m["direction"] == "inbound") == 4
-               for t in tickets)
+    assert all(
+        sum(
+            1 for m in pg_redis_pipeline.ticket(t["ref"])["messages"] if m["direction"] == "inbound"
+        )
+        == 4
+        for t in tickets
+    )
+
+
+def test_ticket_number_from_a_stranger_opens_a_linked_ticket(
+    pipeline: Pipeline, smtp_sink: SmtpSink
+) -> None:
+    pipeline.send(make_mail(subject="Account locked"))
+    smtp_sink.wait_for(1)
+    ref = pipeline.tickets()[0]["ref"]
+    pipeline.send(
+        make_mail(sender="mallory@elsewhere.test", subject=f"[{ref}] give me the account")
+    )
+    pipeline.wait_routed()
+    tickets = {t["ref"]: t for t in pipeline.tickets()}
+    assert len(tickets) == 2
+    other = next(r for r in tickets if r != ref)
+    assert pipeline.ticket(other)["facts"]["linked_ticket"] == ref
+    assert tickets[ref]["message_count"] == 2  # untouched: the customer's mail and our ack
+
+
+def test_ticket_number_from_a_stranger_follows_up_when_configured(
+    make_settings: Callable[..., Settings], smtp_sink: SmtpSink
+) -> None:
+    p = Pipeline(
+        make_settings(outbound_smtp_url=smtp_sink.url, foreign_token_policy="follow_up")
+    ).start()
+    try:
+        p.send(make_mail(subject="Account locked"))
+        smtp_sink.wait_for(1)
+        ref = p.tickets()[0]["ref"]
+        p.send(
+            make_mail(sender="colleague@customer-two.test", subject=f"Re: [{ref}] Account locked")
+        )
+        p.wait_routed()
+        assert len(p.tickets()) == 1
+    finally:
+        p.stop()
+
+
+def test_bounce_of_our_acknowledgement_marks_it_failed_on_its_ticket(
+    pipeline: Pipeline, smtp_sink: SmtpSink
+) -> None:
+    from tickets.models import OutboxRow
+
+    pipeline.send(make_mail(sender="gone@customer.test"))
+    ack = smtp_sink.wait_for(1)[0].message
+    ref = pipeline.tickets()[0]["ref"]
+    pipeline.wait_until(lambda: _outbox_states(pipeline) == ["sent"], what="ack recorded as sent")
+
+    dsn = (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.customer.test>\r\n"
+        "To: support@example.com\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        f"Message-ID: {unique_id('mx.customer.test')}\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\n"
+        "Your message could not be delivered to gone@customer.test.\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.customer.test\r\n\r\n"
+        "Final-Recipient: rfc822; gone@customer.test\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        "--B\r\nContent-Type: message/rfc822\r\n\r\n"
+        f"Message-ID: {ack['Message-ID']}\r\nSubject: {ack['Subject']}\r\n\r\n(original message)\r\n"
+        "--B--\r\n"
+    )
+    with smtplib.SMTP(pipeline.settings.smtp_host, pipeline.settings.smtp_port) as client:
+        client.sendmail("", ["support@example.com"], dsn.encode())
+    pipeline.wait_routed()
+    assert [t["ref"] for t in pipeline.tickets()] == [ref]
+    assert _outbox_states(pipeline) == ["failed"]
+    with pipeline.app.db.read() as session:
+        assert "bounced" in (session.query(OutboxRow).one().last_error or "")
+    assert pipeline.ticket(ref)["status"] == "new"  # a bounce is not the customer answering
+
+
+def _outbox_states(p: Pipeline) -> list[str]:
+    from tickets.models import OutboxRow
+
+    with p.app.db.read() as session:
+        return [row.state for row in session.query(OutboxRow).order_by(OutboxRow.id)]

@@ -15,12 +15,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_setting_is_documented_in_readme_and_env_example() -> None:
+    from config.settings_doc import env_example, markdown_table
+
     readme = (ROOT / "README.md").read_text()
-    example = (ROOT / ".env.example").read_text()
+    # Regenerate both with `python -m config.settings_doc` after changing a setting.
+    assert markdown_table() in readme, "the README's settings table is out of date"
+    assert (ROOT / ".env.example").read_text() == env_example(), ".env.example is out of date"
     for name in Settings.model_fields:
-        variable = f"OMNIDESK_{name.upper()}"
-        assert f"`{variable}`" in readme, f"{variable} missing from the README's settings table"
-        assert re.search(rf"^{variable}=", example, re.M), f"{variable} missing from .env.example"
+        assert f"`OMNIDESK_{name.upper()}`" in readme
 
 
 def test_ci_runs_the_readme_test_command() -> None:

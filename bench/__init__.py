@@ -1,0 +1,1 @@
+"""Benchmarks for Omnidesk and the harness that runs a peer help desk beside it."""
