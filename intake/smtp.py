@@ -63,7 +63,8 @@ class SmtpIntakeHandler:
             return f"552 5.3.4 Message too big (limit {self.max_bytes} bytes)"
         # As the final delivery agent we record the envelope sender the way an MDA does: an
         # empty one (<>) marks a bounce or notification, which must never get an auto-reply.
-        raw = b"Return-Path: <" + _header_safe(envelope.mail_from or "") + b">\r\n" + bytes(raw)
+        mail_from = (envelope.mail_from or "").strip().removeprefix("<").removesuffix(">")
+        raw = b"Return-Path: <" + _header_safe(mail_from) + b">\r\n" + bytes(raw)
         received_at = datetime.now(timezone.utc)
         loop = asyncio.get_running_loop()
         try:

@@ -1,6 +1,6 @@
 """route(intake_id): one logged message becomes a ticket change, in one transaction.
 
-The steps, all inside one ``Database.write()``:
+The steps, all inside one ``Database.write_connection()`` transaction:
 
 1. claim the intake row (``pending`` → ``routed``); if it is not pending, someone routed it
    already and nothing happens — routing the same row twice changes nothing;
@@ -22,42 +22,41 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from intake.envelope import Channel, Envelope
-from routing.acknowledgement import (
-    default_ack,
-    email_ack_payload,
-    reply_subject,
-    suppression_reason,
-)
+from routing.acknowledgement import default_ack, email_ack_payload, reply_subject, suppression_reason
 from routing.assignment import choose_assignee
 from routing.decision import Actions, Decision, DecisionKind
 from routing.gather import gather_facts
 from routing.threading import candidate_keys, match_thread, own_keys
 from tickets.commands import (
+    ContactRef,
+    TicketRef,
     add_message,
+    add_outbox,
     add_thread_keys,
     claim_thread_keys,
     count_recent_outbox,
     create_ticket,
     find_or_create_contact,
+    load_ticket,
     message_key,
     tickets_by_keys,
+    tickets_by_refs,
+    update_ticket,
 )
 from tickets.db import Database
 from tickets.models import (
-    Contact,
+    ContactIdentity,
     Direction,
     IntakeRow,
     IntakeState,
     OutboxRow,
     OutboxState,
     Status,
-    Ticket,
     TicketMessage,
     utcnow,
 )
@@ -73,6 +72,20 @@ log = logging.getLogger(__name__)
 DEFAULT_QUEUE = "general"
 AUTO_REPLY_KINDS = ("ack", "auto_reply")
 _REOPEN_ON_REPLY = {Status.PENDING.value, Status.RESOLVED.value, Status.CLOSED.value}
+
+_intake = IntakeRow.__table__
+_messages = TicketMessage.__table__
+_identities = ContactIdentity.__table__
+_outbox = OutboxRow.__table__
+
+
+_CLAIM = (
+    update(_intake)
+    .where(_intake.c.id == bindparam("iid"), _intake.c.state == IntakeState.PENDING.value)
+    .values(state=IntakeState.ROUTED.value, routed_at=bindparam("now"))
+    .returning(_intake.c.envelope)
+)
+_LINK_INTAKE = update(_intake).where(_intake.c.id == bindparam("iid")).values(ticket_id=bindparam("tid"))
 
 
 def new_message_id(domain: str) -> str:
@@ -111,8 +124,8 @@ class Router:
         """Route one intake row. None when it was already routed or is quarantined."""
         for attempt in range(1, self.max_attempts + 1):
             try:
-                with self.db.write() as session:
-                    return self._route_once(session, intake_id)
+                with self.db.write_connection() as conn:
+                    return self._route_once(conn, intake_id)
             except (_Retry, IntegrityError) as exc:
                 log.debug("intake %s: retrying after a race (%s), attempt %d", intake_id, exc, attempt)
             except OperationalError as exc:
@@ -123,87 +136,71 @@ class Router:
         raise RuntimeError(f"intake {intake_id}: gave up after {self.max_attempts} racing attempts")
 
     # ------------------------------------------------------------------------------------------
-    def _route_once(self, session: Session, intake_id: int) -> Routed | None:
+    def _route_once(self, conn: Connection, intake_id: int) -> Routed | None:
         now = self.clock()
-        claimed = session.execute(
-            update(IntakeRow)
-            .where(IntakeRow.id == intake_id, IntakeRow.state == IntakeState.PENDING.value)
-            .values(state=IntakeState.ROUTED.value, routed_at=now)
-        )
-        if claimed.rowcount == 0:  # type: ignore[attr-defined]
+        claimed = conn.execute(_CLAIM, {"iid": intake_id, "now": now}).first()
+        if claimed is None or claimed[0] is None:
             return None
-        row = session.get(IntakeRow, intake_id)
-        assert row is not None and row.envelope is not None
-        envelope = Envelope.model_validate(row.envelope)
+        envelope = Envelope.model_validate(claimed[0])
 
         keys = own_keys(envelope)
-        found_keys = tickets_by_keys(session, [key for _, key in candidate_keys(envelope)])
-        refs = [r.upper() for r in envelope.thread_hints.ticket_refs]
-        found_refs: dict[str, int] = {}
-        if refs:
-            found_refs = dict(
-                session.execute(select(Ticket.ref, Ticket.id).where(Ticket.ref.in_(refs))).all()  # type: ignore[arg-type]
-            )
-        ref_of = dict(
-            session.execute(
-                select(Ticket.id, Ticket.ref).where(Ticket.id.in_({*found_keys.values(), *found_refs.values()}))
-            ).all()
-        ) if (found_keys or found_refs) else {}
-        match = match_thread(envelope, found_keys, found_refs, ref_of)  # type: ignore[arg-type]
+        found_keys = tickets_by_keys(conn, [key for _, key in candidate_keys(envelope)])
+        found_refs = tickets_by_refs(conn, envelope.thread_hints.ticket_refs)
+        match = match_thread(envelope, found_keys, found_refs, {})
 
         linked_ref: str | None = None
         if match is not None and match[0].via == "subject-token" and self.settings.foreign_token_policy == "new_ticket":
-            ticket = session.get(Ticket, match[1])
-            if ticket is not None and not _is_participant(session, ticket, envelope):
+            if not _is_participant(conn, match[1], envelope):
                 # Anyone can type a ticket number; a stranger's message must not land in (and be
                 # answered on) someone else's ticket. It opens its own, linked to that one.
-                linked_ref, match = ticket.ref, None
+                linked_ref, match = match[0].ticket_ref, None
 
         if match is not None:
             thread, ticket_id = match
-            ticket = session.get(Ticket, ticket_id)
+            ticket = load_ticket(conn, ticket_id)
             assert ticket is not None
-            result = self._follow_up(session, row, envelope, ticket, keys)
-            decision = result.model_copy(update={"thread": thread})
-            self._record(session, row, envelope, ticket, decision)
-            return Routed(intake_id, ticket.id, ticket.ref or "", decision, new_ticket=False)
+            decision = self._follow_up(conn, envelope, ticket, keys).model_copy(
+                update={"thread": thread.model_copy(update={"ticket_ref": ticket.ref})}
+            )
+            self._record(conn, intake_id, envelope, ticket.id, decision)
+            return Routed(intake_id, ticket.id, ticket.ref, decision, new_ticket=False)
 
-        return self._new_ticket(session, row, envelope, keys, now, linked_ref=linked_ref)
+        return self._new_ticket(conn, intake_id, envelope, keys, now, linked_ref=linked_ref)
 
-    def _follow_up(
-        self, session: Session, row: IntakeRow, envelope: Envelope, ticket: Ticket, keys: list[str]
-    ) -> Decision:
-        add_thread_keys(session, ticket.id, keys)
+    def _follow_up(self, conn: Connection, envelope: Envelope, ticket: TicketRef, keys: list[str]) -> Decision:
+        add_thread_keys(conn, ticket.id, keys)
         notes: list[str] = []
         if envelope.loop.is_bounce:
-            failed = _mark_bounced(session, envelope.loop.bounced_message_ids)
+            failed = _mark_bounced(conn, envelope.loop.bounced_message_ids)
             notes.append(f"delivery failure report; {failed} outbound message(s) marked failed")
             return Decision(kind=DecisionKind.FOLLOW_UP, event="bounce", notes=tuple(notes))
-        ticket.last_inbound_at = envelope.received_at
+        changes: dict[str, Any] = {"last_inbound_at": envelope.received_at}
         # Follow-up rules see the ticket as it was before this message (e.g. "reopened after
         # resolved": ticket.status is still resolved here).
         before = {"status": ticket.status, "priority": ticket.priority, "queue": ticket.queue, "ref": ticket.ref}
         if ticket.status in _REOPEN_ON_REPLY:
             notes.append(f"reopened from {ticket.status} by the customer's reply")
-            ticket.status = Status.OPEN.value
+            changes["status"] = Status.OPEN.value
         applied: tuple[Any, ...] = ()
         actions = Actions()
         ruleset = self.rules()
         if ruleset is not None:
+            contact = ContactRef(ticket.contact_id, "", envelope.sender.identity)
             facts = gather_facts(
-                session, envelope, ticket.contact, ruleset, now=self.clock(), event="follow_up", ticket=before
+                conn, envelope, contact, ruleset, now=self.clock(), event="follow_up", ticket=before
             )
             evaluation = ruleset.evaluate(envelope, facts)
             applied, actions = evaluation.applied, evaluation.actions
-            _apply(ticket, actions)
+            changes.update(_changes_from(ticket, actions))
+        update_ticket(conn, ticket.id, **changes)
         return Decision(
             kind=DecisionKind.FOLLOW_UP, event="follow_up", rules=applied, actions=actions, notes=tuple(notes)
         )
 
     def _new_ticket(
         self,
-        session: Session,
-        row: IntakeRow,
+        conn: Connection,
+        intake_id: int,
         envelope: Envelope,
         keys: list[str],
         now: datetime,
@@ -212,10 +209,10 @@ class Router:
     ) -> Routed:
         sender = envelope.sender
         contact = find_or_create_contact(
-            session, identity=sender.identity, kind=sender.kind.value, address=sender.address, name=sender.name
+            conn, identity=sender.identity, kind=sender.kind.value, address=sender.address, name=sender.name
         )
         ruleset = self.rules()
-        facts = gather_facts(session, envelope, contact, ruleset, now=now)
+        facts = gather_facts(conn, envelope, contact, ruleset, now=now)
         applied: tuple[Any, ...] = ()
         if ruleset is not None:
             evaluation = ruleset.evaluate(envelope, facts)
@@ -223,38 +220,38 @@ class Router:
         else:
             actions = Actions(queue=DEFAULT_QUEUE, priority="normal")
         queue = actions.queue or DEFAULT_QUEUE
-        ticket = create_ticket(
-            session,
+        notes: list[str] = []
+        stored_facts = facts_record(facts)
+        if linked_ref:
+            stored_facts["linked_ticket"] = linked_ref
+            notes.append(f"names {linked_ref}, but the sender is not on that ticket: opened a linked ticket")
+        assignee = choose_assignee(conn, ruleset, queue=queue, assign=actions.assign)
+        ticket_id, ref = create_ticket(
+            conn,
             prefix=self.settings.ticket_prefix,
-            contact=contact,
+            contact_id=contact.id,
             channel=envelope.channel.value,
             subject=envelope.subject,
             queue=queue,
             priority=actions.priority or "normal",
+            status=Status.CLOSED.value if actions.spam else Status.NEW.value,
             received_at=envelope.received_at,
             category=actions.category,
             tags=actions.tags,
+            assignee=assignee,
             sla_policy=actions.sla,
-            facts=facts_record(facts),
+            facts=stored_facts,
         )
-        if actions.spam:
-            ticket.status = Status.CLOSED.value
-        notes: list[str] = []
-        if linked_ref:
-            ticket.facts = {**(ticket.facts or {}), "linked_ticket": linked_ref}
-            notes.append(f"names {linked_ref}, but the sender is not on that ticket: opened a linked ticket")
         try:
-            claim_thread_keys(session, ticket.id, keys)
+            claim_thread_keys(conn, ticket_id, keys)
         except IntegrityError as exc:
             raise _Retry("thread key taken by a concurrent worker") from exc
-        ticket.assignee = choose_assignee(session, ruleset, queue=queue, assign=actions.assign)
-        ref = ticket.ref or ""
 
-        outbox_ids: tuple[int, ...] = ()
-        suppressed = None
-        if not actions.spam:
+        if actions.spam:
+            suppressed: str | None = "marked as spam"
+        else:
             sent = count_recent_outbox(
-                session, contact_id=contact.id, kinds=AUTO_REPLY_KINDS, since=now - timedelta(hours=1)
+                conn, contact_id=contact.id, kinds=AUTO_REPLY_KINDS, since=now - timedelta(hours=1)
             )
             suppressed = suppression_reason(
                 envelope,
@@ -264,8 +261,6 @@ class Router:
                 sent_last_hour=sent,
                 limit_per_hour=self.settings.auto_reply_limit_per_hour,
             )
-        else:
-            suppressed = "marked as spam"
         decision = Decision(
             kind=DecisionKind.NEW_TICKET,
             rules=applied,
@@ -273,19 +268,22 @@ class Router:
             auto_reply_suppressed=suppressed,
             notes=tuple(notes),
         )
-        self._record(session, row, envelope, ticket, decision)
+        self._record(conn, intake_id, envelope, ticket_id, decision)
+        outbox_ids: tuple[int, ...] = ()
         if suppressed is None:
-            outbox_ids = (self._acknowledge(session, envelope, ticket, contact, ruleset, actions),)
+            outbox_ids = (
+                self._acknowledge(conn, envelope, ticket_id, ref, queue, contact, ruleset, actions, facts),
+            )
         else:
             log.info("%s: no acknowledgement: %s", ref, suppressed)
-        return Routed(row.id, ticket.id, ref, decision, new_ticket=True, outbox_ids=outbox_ids)
+        return Routed(intake_id, ticket_id, ref, decision, new_ticket=True, outbox_ids=outbox_ids)
 
     def _record(
-        self, session: Session, row: IntakeRow, envelope: Envelope, ticket: Ticket, decision: Decision
+        self, conn: Connection, intake_id: int, envelope: Envelope, ticket_id: int, decision: Decision
     ) -> None:
         add_message(
-            session,
-            ticket,
+            conn,
+            ticket_id,
             direction=Direction.INBOUND,
             channel=envelope.channel.value,
             text=envelope.text,
@@ -296,43 +294,47 @@ class Router:
             subject=envelope.subject,
             attachments=[a.model_dump(mode="json") for a in envelope.attachments],
             message_id=envelope.thread_hints.message_id,
-            intake_id=row.id,
+            intake_id=intake_id,
             decision=decision.model_dump(mode="json"),
             created_at=envelope.received_at,
         )
-        row.ticket_id = ticket.id
+        conn.execute(_LINK_INTAKE, {"iid": intake_id, "tid": ticket_id})
 
     def _acknowledge(
         self,
-        session: Session,
+        conn: Connection,
         envelope: Envelope,
-        ticket: Ticket,
-        contact: Contact,
+        ticket_id: int,
+        ref: str,
+        queue: str,
+        contact: ContactRef,
         ruleset: "RuleSet | None",
         actions: Actions,
+        facts: "Facts",
     ) -> int:
-        ref = ticket.ref or ""
         content = default_ack(ref=ref, customer_name=envelope.sender.name, subject=envelope.subject)
         template = actions.auto_reply if isinstance(actions.auto_reply, str) else None
         if ruleset is not None and template:
-            subject, body = ruleset.render_auto_reply(
+            _subject, body = ruleset.render_auto_reply(
                 template,
-                envelope.language or (ticket.facts or {}).get("language"),
+                facts.language,
                 {
                     "ticket_ref": ref,
                     "customer_name": envelope.sender.name or envelope.sender.address,
-                    "queue": ticket.queue,
-                    "queue_name": _queue_name(ruleset, ticket.queue),
+                    "queue": queue,
+                    "queue_name": _queue_name(ruleset, queue),
                     "subject": envelope.subject,
                     "due": "",
                 },
             )
+            # The subject stays "[OD-n] Re: <theirs>" so the customer's client threads it.
             content = type(content)(subject=reply_subject(ref, envelope.subject), text=body)
         message_id = new_message_id(self.settings.effective_message_id_domain)
         from_address = self._support_address_for(envelope)
         payload = email_ack_payload(envelope, from_address=from_address, content=content, ref=ref)
-        outbox = OutboxRow(
-            ticket_id=ticket.id,
+        outbox_id = add_outbox(
+            conn,
+            ticket_id=ticket_id,
             contact_id=contact.id,
             channel=envelope.channel.value,
             kind="ack",
@@ -340,10 +342,9 @@ class Router:
             message_id=message_id,
             payload=payload,
         )
-        session.add(outbox)
         add_message(
-            session,
-            ticket,
+            conn,
+            ticket_id,
             direction=Direction.OUTBOUND,
             channel=envelope.channel.value,
             text=content.text,
@@ -353,9 +354,8 @@ class Router:
             message_id=message_id,
         )
         # Replies to our acknowledgement cite its Message-ID: it must lead back here.
-        add_thread_keys(session, ticket.id, [message_key(message_id)])
-        session.flush()
-        return outbox.id
+        add_thread_keys(conn, ticket_id, [message_key(message_id)])
+        return outbox_id
 
     def _support_address_for(self, envelope: Envelope) -> str:
         """The support address the customer wrote to, when it is one of ours."""
@@ -367,42 +367,47 @@ class Router:
         return self.settings.support_address
 
 
-def _is_participant(session: Session, ticket: Ticket, envelope: Envelope) -> bool:
+def _is_participant(conn: Connection, ticket_id: int, envelope: Envelope) -> bool:
     """Is the sender the ticket's contact, or someone who already wrote on it?"""
-    if any(identity.identity == envelope.sender.identity for identity in ticket.contact.identities):
+    from tickets.models import Ticket
+
+    tickets = Ticket.__table__
+    if conn.execute(
+        select(_identities.c.id)
+        .join(tickets, tickets.c.contact_id == _identities.c.contact_id)
+        .where(tickets.c.id == ticket_id, _identities.c.identity == envelope.sender.identity)
+    ).first():
         return True
     sender = envelope.sender.address.lower()
-    senders = session.execute(
-        select(TicketMessage.sender).where(
-            TicketMessage.ticket_id == ticket.id, TicketMessage.direction == Direction.INBOUND.value
+    senders = conn.execute(
+        select(_messages.c.sender).where(
+            _messages.c.ticket_id == ticket_id, _messages.c.direction == Direction.INBOUND.value
         )
     ).scalars()
     return any(s.lower() == sender for s in senders)
 
 
-def _mark_bounced(session: Session, message_ids: tuple[str, ...]) -> int:
+def _mark_bounced(conn: Connection, message_ids: tuple[str, ...]) -> int:
     if not message_ids:
         return 0
-    result = session.execute(
-        update(OutboxRow)
-        .where(OutboxRow.message_id.in_(message_ids))
+    result = conn.execute(
+        update(_outbox)
+        .where(_outbox.c.message_id.in_(message_ids))
         .values(state=OutboxState.FAILED.value, last_error="bounced: the receiving system reported a delivery failure")
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(result.rowcount)
 
 
-def _apply(ticket: Ticket, actions: Actions) -> None:
-    """Apply the actions a follow-up rule set on an existing ticket."""
-    if actions.status:
-        ticket.status = actions.status
-    if actions.priority:
-        ticket.priority = actions.priority
-    if actions.queue:
-        ticket.queue = actions.queue
-    if actions.category:
-        ticket.category = actions.category
+def _changes_from(ticket: TicketRef, actions: Actions) -> dict[str, Any]:
+    """The columns a follow-up rule's actions change on an existing ticket."""
+    changes: dict[str, Any] = {}
+    for name in ("status", "priority", "queue", "category"):
+        value = getattr(actions, name)
+        if value:
+            changes[name] = value
     if actions.tags:
-        ticket.tags = list(dict.fromkeys([*(ticket.tags or []), *actions.tags]))
+        changes["tags"] = list(dict.fromkeys([*ticket.tags, *actions.tags]))
+    return changes
 
 
 def _queue_name(ruleset: "RuleSet", queue: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from tickets.db import Database
 from tickets.models import OutboxRow, OutboxState, utcnow
@@ -25,6 +25,30 @@ from workers.errors import PermanentDeliveryError, TemporaryDeliveryError
 __all__ = ["OutboxDispatcher", "OutboxMessage", "Sender"]
 
 log = logging.getLogger(__name__)
+
+_outbox = OutboxRow.__table__
+# Claim a due row for this dispatcher and read what sending needs, in one statement.
+_CLAIM = (
+    update(_outbox)
+    .where(
+        _outbox.c.id == bindparam("oid"),
+        _outbox.c.state == OutboxState.PENDING.value,
+        _outbox.c.next_attempt_at <= bindparam("now"),
+    )
+    .values(state=OutboxState.SENDING.value, claimed_at=bindparam("now"), attempts=_outbox.c.attempts + 1)
+    .returning(_outbox.c.channel, _outbox.c.kind, _outbox.c.recipient, _outbox.c.message_id,
+               _outbox.c.payload, _outbox.c.attempts)
+)
+_FINISH = (
+    update(_outbox)
+    .where(_outbox.c.id == bindparam("oid"))
+    .values(
+        state=bindparam("state"),
+        provider_id=bindparam("provider_id"),
+        last_error=bindparam("last_error"),
+        sent_at=bindparam("sent_at"),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -72,29 +96,19 @@ class OutboxDispatcher:
     def deliver(self, outbox_id: int) -> str:
         """Try to send one row; returns the row's state afterwards ('' when not ours to send)."""
         now = self.clock()
-        with self.db.write() as session:
-            claimed = session.execute(
-                update(OutboxRow)
-                .where(
-                    OutboxRow.id == outbox_id,
-                    OutboxRow.state == OutboxState.PENDING.value,
-                    OutboxRow.next_attempt_at <= now,
-                )
-                .values(state=OutboxState.SENDING.value, claimed_at=now, attempts=OutboxRow.attempts + 1)
-            )
-            if claimed.rowcount == 0:  # type: ignore[attr-defined]
-                return ""
-            row = session.get(OutboxRow, outbox_id)
-            assert row is not None
-            message = OutboxMessage(
-                id=row.id,
-                channel=row.channel,
-                kind=row.kind,
-                recipient=row.recipient,
-                message_id=row.message_id,
-                payload=dict(row.payload),
-                attempts=row.attempts,
-            )
+        with self.db.write_connection() as conn:
+            row = conn.execute(_CLAIM, {"oid": outbox_id, "now": now}).first()
+        if row is None:
+            return ""
+        message = OutboxMessage(
+            id=outbox_id,
+            channel=row.channel,
+            kind=row.kind,
+            recipient=row.recipient,
+            message_id=row.message_id,
+            payload=dict(row.payload),
+            attempts=row.attempts,
+        )
         sender = self.senders.get(message.channel)
         try:
             if sender is None:
@@ -112,17 +126,15 @@ class OutboxDispatcher:
     def _finish(
         self, message: OutboxMessage, state: OutboxState, *, provider_id: str | None = None, error: str | None = None
     ) -> str:
-        with self.db.write() as session:
-            session.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id == message.id)
-                .values(
-                    state=state.value,
-                    provider_id=provider_id,
-                    last_error=error,
-                    sent_at=self.clock() if state is OutboxState.SENT else None,
-                )
-            )
+        values = {
+            "oid": message.id,
+            "state": state.value,
+            "provider_id": provider_id,
+            "last_error": error,
+            "sent_at": self.clock() if state is OutboxState.SENT else None,
+        }
+        with self.db.write_connection() as conn:
+            conn.execute(_FINISH, values)
         if state is OutboxState.FAILED:
             log.error("outbox %s to %s failed for good: %s", message.id, message.recipient, error)
         return state.value

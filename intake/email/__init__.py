@@ -6,6 +6,7 @@ reply.py    new reply text vs quoted history and signature
 html.py     sanitiser for display, HTML -> readable text
 loops.py    auto-reply / list / bounce signals, DSN parsing
 limits.py   resource limits for untrusted input
+mime.py     single MIME parts: payload bytes, file names, raw byte ranges, flowed text
 """
 
 from intake.email.headers import (
@@ -18,7 +19,7 @@ from intake.email.headers import (
 from intake.email.html import html_to_text, sanitize_html
 from intake.email.limits import ParseLimits
 from intake.email.parse import parse_email
-from intake.email.reply import split_reply
+from intake.email.reply import is_forward_subject, split_reply
 
 __all__ = [
     "ParseLimits",
@@ -27,6 +28,7 @@ __all__ = [
     "extract_message_ids",
     "find_ticket_refs",
     "html_to_text",
+    "is_forward_subject",
     "parse_addresses",
     "parse_email",
     "sanitize_html",

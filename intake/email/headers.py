@@ -441,6 +441,8 @@ def _bare_tokens(text: str) -> Iterator[str]:
         token = match.group(0)
         if "@" in token[1:-1]:
             yield token
+
+
 _COMMENT = re.compile(r"\([^()]*\)")
 _MAX_ID = 995
 
