@@ -10,20 +10,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from config.settings import Settings, SettingsError, load_settings
+from omnidesk.errors import CliError
 
-__all__ = ["main"]
+__all__ = ["CliError", "main"]
 
 log = logging.getLogger("omnidesk")
 
 Handler = Callable[[argparse.Namespace, Settings], int]
-
-
-class CliError(Exception):
-    """A problem the user can fix; printed as one line, exit status 2 (1 for check failures)."""
-
-    def __init__(self, message: str, status: int = 2) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def _configure_logging(level: str) -> None:

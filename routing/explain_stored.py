@@ -43,6 +43,7 @@ from tickets.models import (
     Ticket,
     TicketMessage,
 )
+from tickets.queries import is_participant
 
 if TYPE_CHECKING:
     from routing.rules import RuleSet
@@ -52,7 +53,6 @@ __all__ = [
     "StoredMessage",
     "ThreadPreview",
     "find_contact",
-    "is_participant",
     "iter_new_ticket_messages",
     "open_store",
     "preview_facts",
@@ -283,7 +283,9 @@ def preview_thread(
     if (
         thread.via == "subject-token"
         and foreign_token_policy == "new_ticket"
-        and not is_participant(session, ticket_id, ticket.contact_id, envelope)
+        and not is_participant(
+            session, ticket_id, identity=envelope.sender.identity, address=envelope.sender.address
+        )
     ):
         return ThreadPreview(match=None, linked_ref=ticket.ref, **common)
     # What follow-up rules see: the ticket as it is before this message.
@@ -297,26 +299,6 @@ def preview_thread(
     return ThreadPreview(
         match=thread, ticket_id=ticket_id, contact_id=ticket.contact_id, ticket=before, **common
     )
-
-
-def is_participant(session: Session, ticket_id: int, contact_id: int, envelope: Envelope) -> bool:
-    """Is the sender the ticket's contact, or someone who already wrote on it? (The router's
-    test for a ticket number named in a subject.)"""
-    known = session.execute(
-        select(ContactIdentity.id).where(
-            ContactIdentity.contact_id == contact_id,
-            ContactIdentity.identity == envelope.sender.identity,
-        )
-    ).first()
-    if known is not None:
-        return True
-    sender = envelope.sender.address.lower()
-    senders = session.execute(
-        select(TicketMessage.sender).where(
-            TicketMessage.ticket_id == ticket_id, TicketMessage.direction == Direction.INBOUND.value
-        )
-    ).scalars()
-    return any(s.lower() == sender for s in senders)
 
 
 def find_contact(session: Session, envelope: Envelope) -> ContactRef | None:

@@ -22,12 +22,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from config.settings import Settings
 from intake.envelope import Channel, Envelope
-from routing.acknowledgement import default_ack, email_ack_payload, reply_subject, suppression_reason
+from routing.acknowledgement import (
+    default_ack,
+    email_ack_payload,
+    reply_subject,
+    suppression_reason,
+)
 from routing.assignment import choose_assignee
 from routing.decision import Actions, Decision, DecisionKind
 from routing.gather import gather_facts
@@ -50,7 +55,6 @@ from tickets.commands import (
 )
 from tickets.db import Database
 from tickets.models import (
-    ContactIdentity,
     Direction,
     IntakeRow,
     IntakeState,
@@ -60,6 +64,7 @@ from tickets.models import (
     TicketMessage,
     utcnow,
 )
+from tickets.queries import is_participant
 
 if TYPE_CHECKING:
     from routing.facts import Facts
@@ -75,7 +80,6 @@ _REOPEN_ON_REPLY = {Status.PENDING.value, Status.RESOLVED.value, Status.CLOSED.v
 
 _intake = IntakeRow.__table__
 _messages = TicketMessage.__table__
-_identities = ContactIdentity.__table__
 _outbox = OutboxRow.__table__
 
 
@@ -150,7 +154,8 @@ class Router:
 
         linked_ref: str | None = None
         if match is not None and match[0].via == "subject-token" and self.settings.foreign_token_policy == "new_ticket":
-            if not _is_participant(conn, match[1], envelope):
+            sender = envelope.sender
+            if not is_participant(conn, match[1], identity=sender.identity, address=sender.address):
                 # Anyone can type a ticket number; a stranger's message must not land in (and be
                 # answered on) someone else's ticket. It opens its own, linked to that one.
                 linked_ref, match = match[0].ticket_ref, None
@@ -365,26 +370,6 @@ class Router:
                 if domain in self.settings.smtp_domains:
                     return party.address
         return self.settings.support_address
-
-
-def _is_participant(conn: Connection, ticket_id: int, envelope: Envelope) -> bool:
-    """Is the sender the ticket's contact, or someone who already wrote on it?"""
-    from tickets.models import Ticket
-
-    tickets = Ticket.__table__
-    if conn.execute(
-        select(_identities.c.id)
-        .join(tickets, tickets.c.contact_id == _identities.c.contact_id)
-        .where(tickets.c.id == ticket_id, _identities.c.identity == envelope.sender.identity)
-    ).first():
-        return True
-    sender = envelope.sender.address.lower()
-    senders = conn.execute(
-        select(_messages.c.sender).where(
-            _messages.c.ticket_id == ticket_id, _messages.c.direction == Direction.INBOUND.value
-        )
-    ).scalars()
-    return any(s.lower() == sender for s in senders)
 
 
 def _mark_bounced(conn: Connection, message_ids: tuple[str, ...]) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -14,6 +15,10 @@ from tickets.db import Database
 __all__ = ["current_revision", "head_revision", "upgrade"]
 
 _SCRIPTS = Path(__file__).parent / "migrations"
+
+
+# Alembic announces every migration step at INFO; the operator only needs to hear of problems.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _config() -> Config:

@@ -7,9 +7,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tickets.models import IntakeRow, IntakeState, Ticket, TicketMessage
+from tickets.models import ContactIdentity, Direction, IntakeRow, IntakeState, Ticket, TicketMessage
 
-__all__ = ["get_ticket", "list_quarantine", "list_tickets", "ticket_summary"]
+__all__ = ["get_ticket", "is_participant", "list_quarantine", "list_tickets", "ticket_summary"]
 
 
 def ticket_summary(ticket: Ticket, message_count: int) -> dict[str, Any]:
@@ -99,3 +99,25 @@ def list_quarantine(session: Session, *, limit: int = 100) -> list[dict[str, Any
         }
         for r in rows
     ]
+
+
+def is_participant(conn: Any, ticket_id: int, *, identity: str, address: str) -> bool:
+    """Is this sender the ticket's contact, or someone who already wrote on it?
+
+    ``conn`` is a Connection or a Session. Routing asks this before letting a ticket number typed
+    in a subject add a message to that ticket.
+    """
+    tickets, identities, messages = Ticket.__table__, ContactIdentity.__table__, TicketMessage.__table__
+    if conn.execute(
+        select(identities.c.id)
+        .join(tickets, tickets.c.contact_id == identities.c.contact_id)
+        .where(tickets.c.id == ticket_id, identities.c.identity == identity)
+    ).first():
+        return True
+    wanted = address.lower()
+    senders = conn.execute(
+        select(messages.c.sender).where(
+            messages.c.ticket_id == ticket_id, messages.c.direction == Direction.INBOUND.value
+        )
+    ).scalars()
+    return any(sender.lower() == wanted for sender in senders)
