@@ -137,7 +137,8 @@ class LoopSignals(_Frozen):
             return f"auto-response header {self.auto_response_headers[0]}"
         lowered = {a.lower() for a in own_addresses}
         for loop in self.x_loop:
-            if loop.strip().lower() in lowered:
+            value = loop.strip().strip("<>").lower()
+            if value in lowered or value.rpartition("@")[2] in own_domains:
                 return f"X-Loop: {loop.strip()}"
         local, _, domain = sender.lower().partition("@")
         if domain:

@@ -67,7 +67,7 @@ class App:
         if senders is None:
             senders = {
                 "email": email_sender_from_url(
-                    settings.outbound_smtp_url.get_secret_value(), settings.data_dir
+                    settings.outbound_smtp_url.get_secret_value(), settings.data_dir, self.blobs
                 )
             }
         self.dispatcher = OutboxDispatcher(

@@ -63,7 +63,8 @@ def _first_contact_flow(p: Pipeline, sink: SmtpSink) -> None:
     assert original["Message-ID"] in ack["References"]
     assert ack["Auto-Submitted"] == "auto-replied"
     assert ack["Message-ID"].endswith("@example.com>")
-    assert ref in ack.get_content()
+    assert ref in ack.get_body(("plain",)).get_content()
+    assert ref in ack.get_body(("html",)).get_content()
 
     reply = make_mail(
         subject=f"Re: {ack['Subject']}",
@@ -166,6 +167,9 @@ def test_subject_token_threads_a_reply_without_headers(
         ("noreply@customer.test", {}, None),
         ("no-reply@shop.test", {}, None),
         ("support@example.com", {}, None),  # our own address: a loop in the making
+        ("ana@customer.test", {"X-Loop": "support@example.com"}, None),  # our mail came back
+        ("ana@customer.test", {"X-Auto-Response-Suppress": "OOF, AutoReply"}, None),
+        ("ana@customer.test", {"X-Autoreply": "yes"}, None),
     ],
 )
 def test_machines_get_no_acknowledgement(

@@ -7,6 +7,7 @@ reach a header, so a customer-supplied name or subject can never start a header 
 
 from __future__ import annotations
 
+import html
 import smtplib
 import socket
 import ssl
@@ -17,6 +18,7 @@ from email.utils import format_datetime, parseaddr
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from intake.blobs import BlobStore
 from tickets.models import utcnow
 from workers.errors import PermanentDeliveryError, TemporaryDeliveryError
 from workers.outbox import OutboxMessage
@@ -37,7 +39,20 @@ def _address(addr: str, name: str = "") -> Address:
     return Address(display_name=_one_line(name or display), username=local, domain=domain)
 
 
-def compose_email(message: OutboxMessage) -> EmailMessage:
+def text_to_html(text: str) -> str:
+    """A plain HTML rendering of a text body: paragraphs and line breaks, everything escaped."""
+    paragraphs = [p for p in text.replace("\r\n", "\n").split("\n\n") if p.strip()]
+    body = "".join("<p>" + html.escape(p).replace("\n", "<br>\n") + "</p>\n" for p in paragraphs)
+    return f'<!DOCTYPE html>\n<html><body style="font-family: sans-serif">\n{body}</body></html>\n'
+
+
+def compose_email(message: OutboxMessage, blobs: BlobStore | None = None) -> EmailMessage:
+    """The MIME message of an outbox row: a text part, an HTML alternative, attachments.
+
+    Payload keys: from, from_name, to, to_name, subject, text, html (optional; derived from the
+    text otherwise), in_reply_to, references, auto_submitted, ticket_ref, attachments (list of
+    {sha256, filename, content_type} in the blob store).
+    """
     p = message.payload
     mail = EmailMessage()
     mail["From"] = _address(str(p.get("from", "")), str(p.get("from_name", "")))
@@ -57,17 +72,31 @@ def compose_email(message: OutboxMessage) -> EmailMessage:
         mail["X-Auto-Response-Suppress"] = "All"
     if p.get("ticket_ref"):
         mail["X-Omnidesk-Ticket"] = _one_line(p["ticket_ref"])
-    mail.set_content(str(p.get("text", "")))
-    html = p.get("html")
-    if html:
-        mail.add_alternative(str(html), subtype="html")
+    # Names the help desk, so our own mail coming back (a forward, a loop through a customer's
+    # auto-forwarder) is recognised and never answered.
+    mail["X-Loop"] = mail["From"].addresses[0].addr_spec
+    text = str(p.get("text", ""))
+    mail.set_content(text)
+    mail.add_alternative(str(p.get("html") or text_to_html(text)), subtype="html")
+    for attachment in p.get("attachments") or []:
+        if blobs is None:
+            raise PermanentDeliveryError("message has attachments but no blob store was given")
+        data = blobs.get(str(attachment["sha256"]))
+        maintype, _, subtype = str(attachment.get("content_type") or "application/octet-stream").partition("/")
+        mail.add_attachment(
+            data,
+            maintype=maintype or "application",
+            subtype=subtype or "octet-stream",
+            filename=_one_line(attachment.get("filename") or "attachment"),
+        )
     return mail
 
 
 class SmtpSender:
     """Sends through an SMTP server named by ``smtp://user:pass@host:port`` (or smtps, +starttls)."""
 
-    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 30.0, blobs: BlobStore | None = None) -> None:
+        self.blobs = blobs
         parts = urlsplit(url)
         self.scheme = parts.scheme
         self.host = parts.hostname or "localhost"
@@ -86,7 +115,7 @@ class SmtpSender:
         return client
 
     def send(self, message: OutboxMessage) -> str:
-        mail = compose_email(message)
+        mail = compose_email(message, self.blobs)
         envelope_from = mail["From"].addresses[0].addr_spec
         # Automatic replies go out with an empty envelope sender (RFC 3834): bounces of them
         # must not loop back into the help desk as new tickets.
@@ -155,18 +184,19 @@ class SmtpSender:
 class FileDropSender:
     """Writes each message as a .eml file: the laptop default when no outbound SMTP is set."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, blobs: BlobStore | None = None) -> None:
         self.directory = Path(directory)
+        self.blobs = blobs
 
     def send(self, message: OutboxMessage) -> str:
         self.directory.mkdir(parents=True, exist_ok=True)
-        mail = compose_email(message)
+        mail = compose_email(message, self.blobs)
         target = self.directory / f"{message.id:08d}.eml"
         target.write_bytes(bytes(mail))
         return str(target)
 
 
-def email_sender_from_url(url: str, data_dir: Path) -> SmtpSender | FileDropSender:
+def email_sender_from_url(url: str, data_dir: Path, blobs: BlobStore | None = None) -> SmtpSender | FileDropSender:
     if url:
-        return SmtpSender(url)
-    return FileDropSender(data_dir / "sent-mail")
+        return SmtpSender(url, blobs=blobs)
+    return FileDropSender(data_dir / "sent-mail", blobs=blobs)
