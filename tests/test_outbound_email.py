@@ -4,6 +4,8 @@ and the SMTP conversation against a real (authenticating) aiosmtpd server."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +37,21 @@ def _message(**payload: Any) -> OutboxMessage:
                          message_id="<reply-1@example.com>", payload=base, attempts=1)
 
 
+def _parsed(message: OutboxMessage, blobs: FileBlobStore | None = None) -> EmailMessage:
+    parsed = message_from_bytes(compose_email(message, blobs).raw, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+def test_non_ascii_names_and_subjects_are_encoded() -> None:
+    mail = _parsed(_message(to_name="Zoë Ångström", subject="[OD-7] Re: Paket beschädigt"))
+    assert mail["Subject"] == "[OD-7] Re: Paket beschädigt"
+    assert mail["To"].addresses[0].display_name == "Zoë Ångström"
+    assert compose_email(_message(subject="Grüße"), None).raw.isascii()
+
+
 def test_reply_has_threading_headers_text_and_html() -> None:
-    mail = compose_email(_message())
+    mail = _parsed(_message())
     assert mail["Message-ID"] == "<reply-1@example.com>"
     assert mail["In-Reply-To"] == "<orig@customer.test>"
     assert mail["References"] == "<root@customer.test> <orig@customer.test>"
@@ -48,12 +63,12 @@ def test_reply_has_threading_headers_text_and_html() -> None:
 
 
 def test_customer_text_cannot_inject_headers() -> None:
-    mail = compose_email(_message(
+    raw = compose_email(_message(
         subject="Hi\r\nBcc: victim@evil.test",
         to_name="Ana\nBcc: victim@evil.test",
         text="<script>alert(1)</script>",
-    ))
-    raw = bytes(mail).decode()
+    ), None).raw.decode()
+    mail = message_from_bytes(raw.encode(), policy=policy.default)
     header_block = raw.split("\n\n", 1)[0]
     assert "\nBcc:" not in header_block and "\r\nBcc:" not in header_block
     assert mail["Bcc"] is None
@@ -63,9 +78,10 @@ def test_customer_text_cannot_inject_headers() -> None:
 def test_attachments_come_from_the_blob_store(tmp_path: Path) -> None:
     blobs = FileBlobStore(tmp_path / "blobs")
     digest = blobs.put(b"%PDF-1.4 invoice")
-    mail = compose_email(_message(attachments=[
+    mail = _parsed(_message(attachments=[
         {"sha256": digest, "filename": "invoice.pdf", "content_type": "application/pdf"}
     ]), blobs)
+    assert mail.get_body(("plain",)).get_content().startswith("Hello Ana,")
     parts = list(mail.iter_attachments())
     assert len(parts) == 1
     assert parts[0].get_filename() == "invoice.pdf"
