@@ -25,7 +25,7 @@ __all__ = [
     "ENVELOPE_SCHEMA_VERSION",
 ]
 
-ENVELOPE_SCHEMA_VERSION = 1
+ENVELOPE_SCHEMA_VERSION: Literal[1] = 1
 
 
 class Channel(StrEnum):

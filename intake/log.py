@@ -50,7 +50,7 @@ class IntakeLog:
 
     def accept(self, envelope: Envelope, raw: bytes, *, source: str = "") -> Accepted:
         """Log one parsed message. Raises ``IntakeUnavailable`` when it could not be stored."""
-        values = {
+        values: dict[str, object] = {
             "channel": envelope.channel.value,
             "external_id": envelope.external_id,
             "received_at": envelope.received_at,
@@ -71,7 +71,7 @@ class IntakeLog:
         external_id: str | None = None,
     ) -> Accepted:
         """Log a payload that cannot become an Envelope: raw kept, reason recorded, not routed."""
-        values = {
+        values: dict[str, object] = {
             "channel": channel,
             "external_id": external_id or f"sha256:{sha256_hex(raw)}",
             "received_at": received_at,

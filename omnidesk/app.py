@@ -74,7 +74,7 @@ class App:
             self.db, senders, max_attempts=settings.delivery_max_attempts
         )
         self.actors: Actors = declare_actors(self.broker, route=self.route_job, deliver=self.dispatcher.deliver)
-        self.intake_log = IntakeLog(self.db, self.blobs, on_logged=self.actors.route_message.send)
+        self.intake_log = IntakeLog(self.db, self.blobs, on_logged=self.actors.route_message.send)  # type: ignore[arg-type]
         self.sweeper = Sweeper(
             self.intake_log,
             self.dispatcher,

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from config.settings import Settings, SettingsError, load_settings
+from intake.channels import ChannelsError
 from omnidesk.errors import CliError
 
 __all__ = ["CliError", "main"]
@@ -31,14 +32,12 @@ def _app(settings: Settings, *, migrate_sqlite: bool = True, require_schema: boo
     from omnidesk.app import App
     from tickets.migrate import current_revision, head_revision
 
+    from routing.rules import RulesError
+
     try:
         app = App(settings, **kwargs)
-    except Exception as exc:
-        from routing.rules import RulesError
-
-        if isinstance(exc, RulesError):
-            raise CliError("the rules file is invalid; fix it and start again:\n" + "\n".join(exc.errors), 1) from None
-        raise
+    except RulesError as exc:
+        raise CliError("the rules file is invalid; fix it and start again:\n" + "\n".join(exc.errors), 1) from None
     if app.db.is_sqlite and migrate_sqlite:
         app.migrate()
     elif require_schema and current_revision(app.db) != head_revision():
@@ -270,12 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extend_parser(sub: Any, rules: Any) -> None:
-    """Commands contributed by modules that may not be present yet (route explain, replay, ...)."""
-    try:
-        from omnidesk import cli_routing
-    except ImportError:
-        return
+    """Commands that live in their own modules: route explain, rules replay, channels check."""
+    from omnidesk import cli_channels, cli_routing
+
     cli_routing.register(sub, rules)
+    cli_channels.register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -293,6 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"omnidesk: {exc}", file=sys.stderr)
         return exc.status
+    except ChannelsError as exc:
+        print("omnidesk: the channels file is invalid; fix it and start again:\n" + "\n".join(exc.errors),
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

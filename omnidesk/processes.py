@@ -143,7 +143,7 @@ def serve(app: App, components: Iterable[str]) -> int:
         if app.rules_holder is not None:
             app.rules_holder.reload()
 
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     for signum, handler in ((signal.SIGINT, on_stop), (signal.SIGTERM, on_stop), (signal.SIGHUP, on_hup)):
         previous[signum] = signal.signal(signum, handler)
     try:

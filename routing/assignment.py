@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, insert, select, update
 
 from tickets.commands import Executor
-from tickets.models import QueueCursor, Status, Ticket
+from tickets.models import QueueCursor, Status, Ticket, table_of
 
 if TYPE_CHECKING:
     from routing.rules import RuleSet
@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 __all__ = ["choose_assignee"]
 
 _OPEN = (Status.NEW.value, Status.OPEN.value, Status.PENDING.value, Status.ESCALATED.value)
-_cursors = QueueCursor.__table__
-_tickets = Ticket.__table__
+_cursors = table_of(QueueCursor)
+_tickets = table_of(Ticket)
 
 
 def choose_assignee(conn: Executor, ruleset: "RuleSet | None", *, queue: str, assign: str | None) -> str | None:
@@ -40,8 +40,8 @@ def choose_assignee(conn: Executor, ruleset: "RuleSet | None", *, queue: str, as
         conn.execute(
             update(_cursors).where(_cursors.c.queue == queue).values(position=(position + 1) % (len(agents) * 1_000_000))
         )
-        return agents[position % len(agents)]
-    counts = dict(
+        return str(agents[position % len(agents)])
+    counts: dict[str, int] = dict(
         conn.execute(
             select(_tickets.c.assignee, func.count())
             .where(_tickets.c.assignee.in_(agents), _tickets.c.status.in_(_OPEN))
@@ -49,7 +49,7 @@ def choose_assignee(conn: Executor, ruleset: "RuleSet | None", *, queue: str, as
         ).all()
     )
     # Fewest open tickets wins; ties go to the agent listed first, so the order is predictable.
-    return min(agents, key=lambda a: (counts.get(a, 0), agents.index(a)))
+    return str(min(agents, key=lambda a: (counts.get(a, 0), agents.index(a))))
 
 
 def _lock_cursor(conn: Executor, queue: str) -> int:

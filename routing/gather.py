@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, func, select
 
 from intake.envelope import Envelope
 from tickets.commands import ContactRef, Executor
-from tickets.models import Status, Ticket
+from tickets.models import Status, Ticket, table_of
 
 if TYPE_CHECKING:
     from routing.facts import Facts
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["contact_history", "gather_facts"]
 
 _OPEN = (Status.NEW.value, Status.OPEN.value, Status.PENDING.value, Status.ESCALATED.value)
-_tickets = Ticket.__table__
+_tickets = table_of(Ticket)
 _HISTORY = (
     select(_tickets.c.status, _tickets.c.channel, func.count(), func.max(_tickets.c.id))
     .where(_tickets.c.contact_id == bindparam("cid"))

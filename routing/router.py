@@ -62,6 +62,7 @@ from tickets.models import (
     OutboxState,
     Status,
     TicketMessage,
+    table_of,
     utcnow,
 )
 from tickets.queries import is_participant
@@ -78,9 +79,9 @@ DEFAULT_QUEUE = "general"
 AUTO_REPLY_KINDS = ("ack", "auto_reply")
 _REOPEN_ON_REPLY = {Status.PENDING.value, Status.RESOLVED.value, Status.CLOSED.value}
 
-_intake = IntakeRow.__table__
-_messages = TicketMessage.__table__
-_outbox = OutboxRow.__table__
+_intake = table_of(IntakeRow)
+_messages = table_of(TicketMessage)
+_outbox = table_of(OutboxRow)
 
 
 _CLAIM = (

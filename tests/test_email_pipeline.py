@@ -294,6 +294,7 @@ def test_acknowledgement_retried_after_a_temporary_failure(
     pipeline.wait_routed()
     mails = smtp_sink.wait_for(1, timeout=30)
     assert len(mails) == 1
+    pipeline.wait_until(lambda: _outbox_states(pipeline) == ["sent"], what="the delivery recorded")
     with pipeline.app.db.read() as session:
         row = session.query(OutboxRow).one()
         assert row.state == "sent" and row.attempts == 2

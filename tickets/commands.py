@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Result
 from sqlalchemy.sql import Executable
 
 from tickets.models import (
@@ -29,6 +28,7 @@ from tickets.models import (
     ThreadKey,
     Ticket,
     TicketMessage,
+    table_of,
     utcnow,
 )
 
@@ -50,18 +50,18 @@ __all__ = [
     "update_ticket",
 ]
 
-_contacts = Contact.__table__
-_identities = ContactIdentity.__table__
-_tickets = Ticket.__table__
-_messages = TicketMessage.__table__
-_keys = ThreadKey.__table__
-_outbox = OutboxRow.__table__
+_contacts = table_of(Contact)
+_identities = table_of(ContactIdentity)
+_tickets = table_of(Ticket)
+_messages = table_of(TicketMessage)
+_keys = table_of(ThreadKey)
+_outbox = table_of(OutboxRow)
 
 
 class Executor(Protocol):
     """A Connection or a Session: anything that executes a statement."""
 
-    def execute(self, statement: Executable, parameters: Any = None) -> Result[Any]: ...
+    def execute(self, statement: Executable, parameters: Any = None) -> Any: ...
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ the database lock up front instead of failing mid-transaction when one upgrades 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import threading
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any

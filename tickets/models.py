@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -40,8 +41,14 @@ __all__ = [
     "ThreadKey",
     "Ticket",
     "TicketMessage",
+    "table_of",
     "utcnow",
 ]
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's Table, typed as one (``Model.__table__`` is typed as a generic FromClause)."""
+    return cast(Table, model.__table__)
 
 
 def utcnow() -> datetime:
@@ -283,3 +290,40 @@ class QueueCursor(Base):
 
     queue: Mapped[str] = mapped_column(String(100), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- IMAP intake state (issue 4) -------------------------------------------------------------------
+class ImapCheckpoint(Base):
+    """How far one mailbox folder has been imported: its UIDVALIDITY and the last UID done.
+
+    UIDs mean something only together with the folder's UIDVALIDITY (and the account they belong
+    to): when either differs from what is stored here, the poller re-scans the folder from UID 1
+    and the intake log's unique key drops what was already imported.
+    """
+
+    __tablename__ = "imap_checkpoints"
+
+    mailbox: Mapped[str] = mapped_column(String(100), primary_key=True)
+    folder: Mapped[str] = mapped_column(String(500), primary_key=True)
+    account: Mapped[str] = mapped_column(String(600), default="")  # username@host the UIDs belong to
+    # UIDVALIDITY and UIDs are unsigned 32-bit: past PostgreSQL's INTEGER.
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ImapLease(Base):
+    """Who polls a mailbox right now: one poller per mailbox across machines, until ``expires_at``.
+
+    The holder renews the lease while it polls; another poller takes it over once it has expired.
+    """
+
+    __tablename__ = "imap_leases"
+
+    mailbox: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime]
+    acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+__all__ += ["ImapCheckpoint", "ImapLease"]

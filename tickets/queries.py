@@ -7,7 +7,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tickets.models import ContactIdentity, Direction, IntakeRow, IntakeState, Ticket, TicketMessage
+from tickets.models import (
+    ContactIdentity,
+    Direction,
+    IntakeRow,
+    IntakeState,
+    Ticket,
+    TicketMessage,
+    table_of,
+)
 
 __all__ = ["get_ticket", "is_participant", "list_quarantine", "list_tickets", "ticket_summary"]
 
@@ -107,7 +115,7 @@ def is_participant(conn: Any, ticket_id: int, *, identity: str, address: str) ->
     ``conn`` is a Connection or a Session. Routing asks this before letting a ticket number typed
     in a subject add a message to that ticket.
     """
-    tickets, identities, messages = Ticket.__table__, ContactIdentity.__table__, TicketMessage.__table__
+    tickets, identities, messages = table_of(Ticket), table_of(ContactIdentity), table_of(TicketMessage)
     if conn.execute(
         select(identities.c.id)
         .join(tickets, tickets.c.contact_id == identities.c.contact_id)

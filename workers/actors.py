@@ -38,7 +38,7 @@ def declare_actors(
     def deliver_outbox(outbox_id: int) -> None:
         deliver(outbox_id)
 
-    route_actor = dramatiq.actor(
+    route_actor: dramatiq.Actor = dramatiq.actor(  # type: ignore[type-arg, call-overload]
         route_message,
         broker=broker,
         actor_name="route_message",
@@ -48,7 +48,7 @@ def declare_actors(
         max_backoff=30_000,
     )
     # Delivery keeps its own retry schedule in the outbox table; Dramatiq must not add another.
-    deliver_actor = dramatiq.actor(
+    deliver_actor: dramatiq.Actor = dramatiq.actor(  # type: ignore[type-arg, call-overload]
         deliver_outbox, broker=broker, actor_name="deliver_outbox", queue_name=DELIVER_QUEUE, max_retries=0
     )
     return Actors(route_message=route_actor, deliver_outbox=deliver_actor)

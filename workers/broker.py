@@ -22,7 +22,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     if settings.redis_url:
         from dramatiq.brokers.redis import RedisBroker
 
-        broker = RedisBroker(
+        broker = RedisBroker(  # type: ignore[no-untyped-call]
             url=settings.redis_url,
             namespace="omnidesk",
             heartbeat_timeout=settings.heartbeat_timeout_seconds * 1000,

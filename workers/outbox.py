@@ -19,14 +19,14 @@ from typing import Protocol
 from sqlalchemy import bindparam, select, update
 
 from tickets.db import Database
-from tickets.models import OutboxRow, OutboxState, utcnow
+from tickets.models import OutboxRow, OutboxState, table_of, utcnow
 from workers.errors import PermanentDeliveryError, TemporaryDeliveryError
 
 __all__ = ["OutboxDispatcher", "OutboxMessage", "Sender"]
 
 log = logging.getLogger(__name__)
 
-_outbox = OutboxRow.__table__
+_outbox = table_of(OutboxRow)
 # Claim a due row for this dispatcher and read what sending needs, in one statement.
 _CLAIM = (
     update(_outbox)

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from email import encoders
 from email.header import Header
 from email.message import Message
-from email.policy import compat32
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
+from email.policy import compat32
 from email.utils import format_datetime, formataddr, parseaddr
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from intake.blobs import BlobStore
@@ -90,11 +92,11 @@ def compose_email(message: OutboxMessage, blobs: BlobStore | None = None) -> Com
     body.attach(MIMEText(text, "plain", "utf-8"))
     body.attach(MIMEText(str(p.get("html") or text_to_html(text)), "html", "utf-8"))
     mail: Message = body
-    attachments = p.get("attachments") or []
+    attachments = cast(list[Mapping[str, Any]], p.get("attachments") or [])
     if attachments:
         mail = MIMEMultipart("mixed", boundary=f"=_od_{uuid.uuid4().hex}")
         mail.attach(body)
-        for attachment in attachments:  # type: ignore[union-attr]
+        for attachment in attachments:
             if blobs is None:
                 raise PermanentDeliveryError("message has attachments but no blob store was given")
             maintype, _, subtype = str(attachment.get("content_type") or "application/octet-stream").partition("/")
@@ -106,7 +108,7 @@ def compose_email(message: OutboxMessage, blobs: BlobStore | None = None) -> Com
             mail.attach(part)
     mail["From"] = from_header
     mail["To"] = to_header
-    mail["Subject"] = _header_text(_one_line(p.get("subject", "")))
+    mail["Subject"] = _header_text(_one_line(p.get("subject", "")))  # type: ignore[assignment]
     mail["Date"] = format_datetime(utcnow())
     mail["Message-ID"] = _one_line(message.message_id)
     if p.get("in_reply_to"):
