@@ -112,3 +112,23 @@ class Pipeline:
 
 def unique_id(domain: str = "customer.test") -> str:
     return f"<{uuid.uuid4().hex}@{domain}>"
+
+
+def assert_threaded_like(app: App, manifest: dict[str, Any], *, expected_messages: int) -> None:
+    """Every conversation of a corpus manifest is exactly one ticket holding exactly its messages."""
+    from tickets.models import TicketMessage
+
+    with app.db.read() as session:
+        rows = session.query(TicketMessage.ticket_id, TicketMessage.message_id).filter(
+            TicketMessage.direction == "inbound"
+        ).all()
+    by_ticket: dict[int, list[str]] = {}
+    for ticket_id, message_id in rows:
+        by_ticket.setdefault(ticket_id, []).append(message_id)
+    assert len(rows) == expected_messages, f"{len(rows)} messages stored, {expected_messages} expected once each"
+    assert all(len(ids) == len(set(ids)) for ids in by_ticket.values()), "a message stored twice on a ticket"
+    expected = {frozenset(t["messages"]) for t in manifest["threads"].values()}
+    got = {frozenset(ids) for ids in by_ticket.values()}
+    wrong = expected ^ got
+    assert not wrong, f"{len(wrong)} conversations split or merged"
+    assert len(by_ticket) == len(manifest["threads"])

@@ -12,8 +12,8 @@ import pytest
 
 from bench.corpus import generate_corpus
 from config.settings import Settings
-from tests.pipeline import Pipeline
-from tickets.models import IntakeRow, TicketMessage
+from tests.pipeline import Pipeline, assert_threaded_like
+from tickets.models import IntakeRow
 
 POISON = [
     b"\x00\x01\x02 not a mail at all \xff\xfe",
@@ -38,22 +38,9 @@ def _import(make_settings: Callable[..., Settings], n: int, **settings: str) -> 
             p.app.accept_email(raw, [to], datetime.now(timezone.utc), source="test")
         p.wait_routed(timeout=180)
 
-        threads = corpus.manifest()["threads"]
-        expected = {frozenset(t["messages"]) for t in threads.values()}
+        assert_threaded_like(p.app, corpus.manifest(), expected_messages=n)
         with p.app.db.read() as session:
-            rows = session.query(TicketMessage.ticket_id, TicketMessage.message_id).filter(
-                TicketMessage.direction == "inbound"
-            ).all()
             quarantined = session.query(IntakeRow).filter(IntakeRow.state == "quarantined").count()
-        by_ticket: dict[int, list[str]] = {}
-        for ticket_id, message_id in rows:
-            by_ticket.setdefault(ticket_id, []).append(message_id)
-        assert len(rows) == n, "every message exactly once"
-        assert all(len(ids) == len(set(ids)) for ids in by_ticket.values())
-        got = {frozenset(ids) for ids in by_ticket.values()}
-        misthreaded = expected ^ got
-        assert not misthreaded, f"{len(misthreaded)} threads split or merged"
-        assert len(by_ticket) == len(threads)
         assert quarantined == len(POISON)
     finally:
         p.stop()
