@@ -74,8 +74,19 @@ class Settings(BaseSettings):
         ("example.com",),
         description="Comma-separated domains the SMTP server accepts mail for (never a relay).",
     )
-    smtp_max_message_bytes: int = Field(
-        25 * 1024 * 1024, ge=1024, description="Largest message the SMTP server accepts (552 over)."
+    max_message_bytes: int = Field(
+        25 * 1024 * 1024,
+        ge=1024,
+        description="Largest message accepted: SMTP answers 552 above it, larger IMAP mail is quarantined.",
+    )
+    mime_max_depth: int = Field(
+        20, ge=1, description="Deepest MIME nesting parsed; deeper mail is quarantined with the reason."
+    )
+    mime_max_parts: int = Field(
+        500, ge=1, description="Most MIME parts in one message; more are quarantined with the reason."
+    )
+    mime_max_header_bytes: int = Field(
+        256 * 1024, ge=1024, description="Largest header block of a message or part; larger is quarantined."
     )
 
     # --- outbound ------------------------------------------------------------------------

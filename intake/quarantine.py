@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from intake.email.parse import parse_email
+from intake.email.parse import ParseLimits, parse_email
 from intake.errors import UnparseableMessage
 from intake.log import IntakeLog
 from tickets.models import IntakeRow, IntakeState
@@ -27,7 +27,14 @@ class ReplayOutcome:
     detail: str = ""
 
 
-def replay(intake_log: IntakeLog, intake_id: int, *, ticket_prefix: str, enqueue: Callable[[int], object]) -> ReplayOutcome:
+def replay(
+    intake_log: IntakeLog,
+    intake_id: int,
+    *,
+    ticket_prefix: str,
+    enqueue: Callable[[int], object],
+    limits: ParseLimits | None = None,
+) -> ReplayOutcome:
     db = intake_log.db
     with db.read() as session:
         row = session.get(IntakeRow, intake_id)
@@ -43,7 +50,13 @@ def replay(intake_log: IntakeLog, intake_id: int, *, ticket_prefix: str, enqueue
             return ReplayOutcome(intake_id, "still-unparseable", f"no parser to replay {channel} payloads")
         raw = intake_log.blobs.get(raw_sha)
         try:
-            envelope = parse_email(raw, blobs=intake_log.blobs, received_at=received_at, ticket_prefix=ticket_prefix)
+            envelope = parse_email(
+                raw,
+                blobs=intake_log.blobs,
+                received_at=received_at,
+                ticket_prefix=ticket_prefix,
+                limits=limits or ParseLimits(),
+            )
         except UnparseableMessage as exc:
             return ReplayOutcome(intake_id, "still-unparseable", exc.reason)
         values["envelope"] = envelope.model_dump(mode="json")

@@ -18,6 +18,7 @@ import config
 from config.settings import Settings
 from intake.blobs import FileBlobStore
 from intake.email.accept import accept_email
+from intake.email.parse import ParseLimits
 from intake.log import Accepted, IntakeLog
 from routing.router import Router
 from tickets.db import Database
@@ -74,6 +75,7 @@ class App:
             self.db, senders, max_attempts=settings.delivery_max_attempts
         )
         self.actors: Actors = declare_actors(self.broker, route=self.route_job, deliver=self.dispatcher.deliver)
+        self._limits = self.parse_limits
         self.intake_log = IntakeLog(self.db, self.blobs, on_logged=self.actors.route_message.send)  # type: ignore[arg-type]
         self.sweeper = Sweeper(
             self.intake_log,
@@ -96,6 +98,16 @@ class App:
     def migrate(self) -> None:
         upgrade(self.db)
 
+    @property
+    def parse_limits(self) -> ParseLimits:
+        s = self.settings
+        return ParseLimits(
+            max_bytes=s.max_message_bytes,
+            max_depth=s.mime_max_depth,
+            max_parts=s.mime_max_parts,
+            max_header_bytes=s.mime_max_header_bytes,
+        )
+
     def accept_email(
         self, raw: bytes, recipients: list[str], received_at: datetime, *, source: str = "smtp"
     ) -> Accepted:
@@ -106,6 +118,7 @@ class App:
             received_at=received_at,
             source=source,
             ticket_prefix=self.settings.ticket_prefix,
+            limits=self._limits,
         )
 
     def route_job(self, intake_id: int) -> tuple[int, ...]:

@@ -185,7 +185,8 @@ def cmd_quarantine_replay(args: argparse.Namespace, settings: Settings) -> int:
         enqueue = app.route_job if _embedded(app) else app.actors.route_message.send
         failures = 0
         for intake_id in ids:
-            outcome = replay(app.intake_log, intake_id, ticket_prefix=settings.ticket_prefix, enqueue=enqueue)
+            outcome = replay(app.intake_log, intake_id, ticket_prefix=settings.ticket_prefix, enqueue=enqueue,
+                             limits=app.parse_limits)
             failures += outcome.outcome not in ("requeued", "duplicate")
             print(f"{intake_id}: {outcome.outcome}{' - ' + outcome.detail if outcome.detail else ''}")
         return 1 if failures else 0

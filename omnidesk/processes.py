@@ -117,7 +117,7 @@ class Running:
 
         settings = self.app.settings
         handler = SmtpIntakeHandler(
-            self.app.accept_email, domains=settings.smtp_domains, max_bytes=settings.smtp_max_message_bytes
+            self.app.accept_email, domains=settings.smtp_domains, max_bytes=settings.max_message_bytes
         )
         controller = start_smtp_server(handler, host=settings.smtp_host, port=settings.smtp_port)
 

@@ -169,7 +169,9 @@ class Router:
                 update={"thread": thread.model_copy(update={"ticket_ref": ticket.ref})}
             )
             self._record(conn, intake_id, envelope, ticket.id, decision)
-            return Routed(intake_id, ticket.id, ticket.ref, decision, new_ticket=False)
+            notified = self._notify(conn, envelope, ticket.id, ticket.ref, ticket.queue, decision.actions.notify,
+                                    what="New reply on")
+            return Routed(intake_id, ticket.id, ticket.ref, decision, new_ticket=False, outbox_ids=notified)
 
         return self._new_ticket(conn, intake_id, envelope, keys, now, linked_ref=linked_ref)
 
@@ -282,7 +284,48 @@ class Router:
             )
         else:
             log.info("%s: no acknowledgement: %s", ref, suppressed)
+        if not actions.spam:
+            outbox_ids += self._notify(conn, envelope, ticket_id, ref, queue, actions.notify, what="New ticket")
         return Routed(intake_id, ticket_id, ref, decision, new_ticket=True, outbox_ids=outbox_ids)
+
+    def _notify(
+        self,
+        conn: Connection,
+        envelope: Envelope,
+        ticket_id: int,
+        ref: str,
+        queue: str,
+        addresses: tuple[str, ...],
+        *,
+        what: str,
+    ) -> tuple[int, ...]:
+        """Tell the people a rule names (``notify:``) about the message: one email each.
+
+        Notifications go to our own staff, so neither the robot checks nor the auto-reply cap
+        apply; their Message-IDs lead back to the ticket like any of ours.
+        """
+        ids = []
+        for address in addresses:
+            message_id = new_message_id(self.settings.effective_message_id_domain)
+            sender = envelope.sender.name or envelope.sender.address
+            text = (
+                f"{what} {ref} in queue {queue}\n"
+                f"From: {sender} via {envelope.channel.value}\n"
+                f"Subject: {envelope.subject}\n\n"
+                f"{envelope.text}\n"
+            )
+            payload = {
+                "from": self.settings.support_address,
+                "to": address,
+                "subject": f"[{ref}] {what}: {envelope.subject}"[:250],
+                "text": text,
+                "ticket_ref": ref,
+                "auto_submitted": "auto-generated",
+            }
+            ids.append(add_outbox(conn, ticket_id=ticket_id, contact_id=None, channel="email", kind="notify",
+                                  recipient=address, message_id=message_id, payload=payload))
+            add_thread_keys(conn, ticket_id, [message_key(message_id)])
+        return tuple(ids)
 
     def _record(
         self, conn: Connection, intake_id: int, envelope: Envelope, ticket_id: int, decision: Decision

@@ -234,7 +234,7 @@ def test_oversized_message_gets_552(
     make_settings: Callable[..., Settings], smtp_sink: SmtpSink
 ) -> None:
     p = Pipeline(
-        make_settings(outbound_smtp_url=smtp_sink.url, smtp_max_message_bytes=4096)
+        make_settings(outbound_smtp_url=smtp_sink.url, max_message_bytes=4096)
     ).start()
     try:
         with smtplib.SMTP(p.settings.smtp_host, p.settings.smtp_port) as client:
@@ -440,3 +440,16 @@ def _outbox_states(p: Pipeline) -> list[str]:
 
     with p.app.db.read() as session:
         return [row.state for row in session.query(OutboxRow).order_by(OutboxRow.id)]
+
+
+def test_rule_notify_mails_the_named_people(pipeline: Pipeline, smtp_sink: SmtpSink) -> None:
+    # config/routing.yaml: VIP customers raise priority and notify cs-lead@example.com
+    pipeline.send(make_mail(sender="Dana Ceo <ceo@bigco.example>", subject="Contract renewal"))
+    mails = smtp_sink.wait_for(2)
+    by_recipient = {m.rcpt_tos[0]: m.message for m in mails}
+    ref = pipeline.tickets()[0]["ref"]
+    note = by_recipient["cs-lead@example.com"]
+    assert note["Subject"] == f"[{ref}] New ticket: Contract renewal"
+    assert "ceo" in note.get_body(("plain",)).get_content().lower()
+    assert by_recipient["ceo@bigco.example"]["Auto-Submitted"] == "auto-replied"
+    assert pipeline.tickets()[0]["priority"] == "high"
