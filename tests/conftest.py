@@ -92,3 +92,14 @@ def redis_url() -> Iterator[str]:
     server = RedisServer()
     yield server.start()
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """RabbitMQ: only a given server (OMNIDESK_TEST_AMQP_URL); tests do not start their own."""
+    from tests.peers import missing
+
+    url = os.environ.get("OMNIDESK_TEST_AMQP_URL")
+    if not url:
+        missing("RabbitMQ: set OMNIDESK_TEST_AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672/)")
+    return str(url)

@@ -43,6 +43,21 @@ def pg_redis_pipeline(
     p.stop()
 
 
+@pytest.fixture
+def rabbitmq_pipeline(
+    make_settings: Callable[..., Settings], smtp_sink: SmtpSink, amqp_url: str
+) -> Iterator[Pipeline]:
+    from workers.broker import build_broker
+
+    settings = make_settings(outbound_smtp_url=smtp_sink.url, broker_url=amqp_url)
+    broker = build_broker(settings)
+    p = Pipeline(settings, broker=broker)
+    broker.flush_all()  # queues are shared on the server: start from empty ones
+    p.start()
+    yield p
+    p.stop()
+
+
 def _first_contact_flow(p: Pipeline, sink: SmtpSink) -> None:
     """Customer writes in, gets an acknowledgement with the ticket number, replies to it."""
     original = make_mail(to="Help <support@example.com>", subject="Parcel arrived damaged")
@@ -94,6 +109,10 @@ def test_customer_mail_becomes_ticket_and_reply_threads(
 @pytest.mark.redis
 def test_same_flow_on_postgres_and_redis(pg_redis_pipeline: Pipeline, smtp_sink: SmtpSink) -> None:
     _first_contact_flow(pg_redis_pipeline, smtp_sink)
+
+
+def test_same_flow_on_rabbitmq(rabbitmq_pipeline: Pipeline, smtp_sink: SmtpSink) -> None:
+    _first_contact_flow(rabbitmq_pipeline, smtp_sink)
 
 
 def test_duplicate_delivery_gives_one_ticket_message(
