@@ -41,6 +41,11 @@ class Settings(BaseSettings):
 
     # --- broker --------------------------------------------------------------------------
     redis_url: str = Field("", description="Redis URL for the Dramatiq broker. Empty: embedded.")
+    redis_namespace: str = Field(
+        "omnidesk",
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Prefix of the broker's Redis keys; give each Omnidesk sharing a Redis its own.",
+    )
     broker_url: str = Field(
         "",
         description="amqp:// URL to use RabbitMQ as the broker instead of Redis. Empty: unused.",

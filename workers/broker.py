@@ -24,7 +24,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
 
         broker = RedisBroker(  # type: ignore[no-untyped-call]
             url=settings.redis_url,
-            namespace="omnidesk",
+            namespace=settings.redis_namespace,
             heartbeat_timeout=settings.heartbeat_timeout_seconds * 1000,
             # Maintenance (requeueing a dead worker's messages) runs on 1 in N fetches; the
             # default 1000 can leave them stranded on a quiet system.
