@@ -26,6 +26,9 @@ def _configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if level != "DEBUG":
+        # aiosmtpd logs every SMTP command at INFO: useful when debugging, noise otherwise.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 def _app(settings: Settings, *, migrate_sqlite: bool = True, require_schema: bool = True, **kwargs: Any) -> Any:
