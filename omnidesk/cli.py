@@ -29,6 +29,8 @@ def _configure_logging(level: str) -> None:
     if level != "DEBUG":
         # aiosmtpd logs every SMTP command at INFO: useful when debugging, noise otherwise.
         logging.getLogger("mail.log").setLevel(logging.WARNING)
+        # Alembic announces its plugins on import and every migration step at INFO.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _app(settings: Settings, *, migrate_sqlite: bool = True, require_schema: bool = True, **kwargs: Any) -> Any:

@@ -141,7 +141,7 @@ def serve(app: App, components: Iterable[str]) -> int:
 
     def on_hup(_signum: int, _frame: FrameType | None) -> None:
         if app.rules_holder is not None:
-            app.rules_holder.reload()
+            app.rules_holder.request_reload()  # the rules-watch thread does the work
 
     previous: dict[signal.Signals, Any] = {}
     for signum, handler in ((signal.SIGINT, on_stop), (signal.SIGTERM, on_stop), (signal.SIGHUP, on_hup)):

@@ -79,3 +79,74 @@ def test_db_upgrade_is_repeatable(tmp_path: Path) -> None:
     second = _omnidesk(tmp_path, "db", "upgrade", env=env)
     assert first.returncode == 0 and second.returncode == 0
     assert "database at revision" in second.stdout
+
+
+RULES_V1 = """version: 1
+defaults: {queue: general, priority: normal, auto_reply: false}
+queues:
+  - {id: general, name: General}
+  - {id: billing, name: Billing}
+rules: []
+"""
+RULES_V2 = RULES_V1.replace("rules: []", """rules:
+  - name: Invoices
+    when: {subject: {contains: invoice}}
+    then: {queue: billing}
+""")
+RULES_BROKEN = RULES_V2.replace("queue: billing}", "queue: biling}").replace("when:", "wen:")
+
+
+def _queue_of_next_ticket(tmp_path: Path, env: dict[str, str], smtp_port: int, subject: str, seen: int) -> str:
+    with smtplib.SMTP("127.0.0.1", smtp_port, timeout=5) as client:
+        client.send_message(make_mail(subject=subject))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        listed = json.loads(_omnidesk(tmp_path, "tickets", "list", "--json", env=env).stdout or "[]")
+        if len(listed) > seen:
+            return str(listed[0]["queue"])
+        time.sleep(0.2)
+    raise AssertionError("no ticket")
+
+
+def test_run_refuses_a_broken_rules_file(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES_BROKEN)
+    result = _omnidesk(tmp_path, "run", env=_env(tmp_path, OMNIDESK_RULES_FILE=str(rules)))
+    assert result.returncode == 1
+    assert f"{rules}:8:5: rules[0].wen: unknown key 'wen' (did you mean 'when'?)" in result.stderr
+    assert f"{rules}:9:19: rules[0].then.queue: unknown queue 'biling' (did you mean 'billing'?)" in result.stderr
+    assert "INFO" not in result.stderr
+
+
+def test_running_service_reloads_rules_and_keeps_the_last_good_ones(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES_V1)
+    smtp_port = free_port()
+    env = _env(tmp_path, OMNIDESK_SMTP_PORT=str(smtp_port), OMNIDESK_HTTP_PORT=str(free_port()),
+               OMNIDESK_RULES_FILE=str(rules), OMNIDESK_SMTP_DOMAINS="example.com")
+    proc = subprocess.Popen([sys.executable, "-m", "omnidesk.cli", "run"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                smtplib.SMTP("127.0.0.1", smtp_port, timeout=2).quit()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.2)
+        assert _queue_of_next_ticket(tmp_path, env, smtp_port, "invoice 1", 0) == "general"
+
+        rules.write_text(RULES_V2)
+        proc.send_signal(signal.SIGHUP)  # or wait: the file is also watched
+        time.sleep(3)
+        assert _queue_of_next_ticket(tmp_path, env, smtp_port, "invoice 2", 1) == "billing"
+
+        rules.write_text(RULES_BROKEN)  # a bad edit reaches the running service
+        time.sleep(3)
+        assert _queue_of_next_ticket(tmp_path, env, smtp_port, "invoice 3", 2) == "billing"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    assert "rules reloaded" in output
+    assert "RULES NOT RELOADED" in output and "biling" in output
