@@ -48,7 +48,6 @@ from tickets.commands import (
     create_ticket,
     find_or_create_contact,
     load_ticket,
-    message_key,
     tickets_by_keys,
     tickets_by_refs,
     update_ticket,
@@ -324,7 +323,6 @@ class Router:
             }
             ids.append(add_outbox(conn, ticket_id=ticket_id, contact_id=None, channel="email", kind="notify",
                                   recipient=address, message_id=message_id, payload=payload))
-            add_thread_keys(conn, ticket_id, [message_key(message_id)])
         return tuple(ids)
 
     def _record(
@@ -402,8 +400,6 @@ class Router:
             subject=content.subject,
             message_id=message_id,
         )
-        # Replies to our acknowledgement cite its Message-ID: it must lead back here.
-        add_thread_keys(conn, ticket_id, [message_key(message_id)])
         return outbox_id
 
     def _support_address_for(self, envelope: Envelope) -> str:

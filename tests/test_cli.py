@@ -27,23 +27,30 @@ def _omnidesk(tmp_path: Path, *args: str, env: dict[str, str]) -> subprocess.Com
                           capture_output=True, text=True, timeout=60)
 
 
+def _start_run(tmp_path: Path, env: dict[str, str], smtp_port: int) -> subprocess.Popen[str]:
+    """`omnidesk run` in a subprocess, returned once its SMTP port answers."""
+    proc = subprocess.Popen([sys.executable, "-m", "omnidesk.cli", "run"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            smtplib.SMTP("127.0.0.1", smtp_port, timeout=2).quit()
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError("omnidesk run exited:\n" + (proc.stdout.read() if proc.stdout else "")) from None
+            assert time.monotonic() < deadline, "omnidesk run did not open its SMTP port"
+            time.sleep(0.2)
+
+
 def test_run_takes_mail_and_tickets_list_shows_it(tmp_path: Path, smtp_sink: SmtpSink) -> None:
     smtp_port, http_port = free_port(), free_port()
     env = _env(tmp_path, OMNIDESK_SMTP_PORT=str(smtp_port), OMNIDESK_HTTP_PORT=str(http_port),
                OMNIDESK_SMTP_DOMAINS="example.com", OMNIDESK_OUTBOUND_SMTP_URL=smtp_sink.url)
-    proc = subprocess.Popen([sys.executable, "-m", "omnidesk.cli", "run"], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = _start_run(tmp_path, env, smtp_port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with smtplib.SMTP("127.0.0.1", smtp_port, timeout=5) as client:
-                    client.send_message(make_mail(subject="Where is my refund?"))
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-                assert time.monotonic() < deadline, "omnidesk run did not open its SMTP port"
-                time.sleep(0.2)
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=5) as client:
+            client.send_message(make_mail(subject="Where is my refund?"))
         ack = smtp_sink.wait_for(1, timeout=30)[0].message
         listed = json.loads(_omnidesk(tmp_path, "tickets", "list", "--json", env=env).stdout)
         assert len(listed) == 1
@@ -124,17 +131,8 @@ def test_running_service_reloads_rules_and_keeps_the_last_good_ones(tmp_path: Pa
     smtp_port = free_port()
     env = _env(tmp_path, OMNIDESK_SMTP_PORT=str(smtp_port), OMNIDESK_HTTP_PORT=str(free_port()),
                OMNIDESK_RULES_FILE=str(rules), OMNIDESK_SMTP_DOMAINS="example.com")
-    proc = subprocess.Popen([sys.executable, "-m", "omnidesk.cli", "run"], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = _start_run(tmp_path, env, smtp_port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                smtplib.SMTP("127.0.0.1", smtp_port, timeout=2).quit()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.2)
         assert _queue_of_next_ticket(tmp_path, env, smtp_port, "invoice 1", 0) == "general"
 
         rules.write_text(RULES_V2)

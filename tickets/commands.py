@@ -270,7 +270,11 @@ def add_outbox(
         "next_attempt_at": now,
         "created_at": now,
     }
-    return int(conn.execute(_INSERT_OUTBOX, values).scalar_one())
+    outbox_id = int(conn.execute(_INSERT_OUTBOX, values).scalar_one())
+    if ticket_id is not None:
+        # Whatever answers this message cites its Message-ID: it must lead back to the ticket.
+        add_thread_keys(conn, ticket_id, [message_key(message_id)])
+    return outbox_id
 
 
 def tickets_by_keys(conn: Executor, keys: Iterable[str]) -> dict[str, int]:
