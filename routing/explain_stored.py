@@ -31,8 +31,8 @@ from intake.envelope import Envelope
 from intake.errors import BlobNotFound
 from routing.decision import ThreadMatch
 from routing.facts import Facts
-from routing.threading import candidate_keys, match_thread
-from tickets.commands import ContactRef, tickets_by_keys
+from routing.threading import candidate_keys, find_thread
+from tickets.commands import ContactRef
 from tickets.db import Database, normalise_url
 from tickets.models import (
     Contact,
@@ -235,29 +235,14 @@ class ThreadPreview:
 def preview_thread(
     session: Session, envelope: Envelope, *, foreign_token_policy: str
 ) -> ThreadPreview:
-    """The router's thread match (``routing.router``), looked up without recording anything.
+    """The router's thread match, looked up without recording anything.
 
-    The same keys in the same order of trust (``candidate_keys`` / ``match_thread``), the same
-    lookups (``tickets_by_keys``, the ticket numbers named), and the same stranger rule for a
-    ticket number typed by someone who is not on that ticket.
+    The same function as the router (``routing.threading.find_thread``), and the same stranger
+    rule for a ticket number typed by someone who is not on that ticket.
     """
     keys = [key for _, key in candidate_keys(envelope)]
-    found_keys = tickets_by_keys(session, keys)
     refs = list(dict.fromkeys(r.upper() for r in envelope.thread_hints.ticket_refs))
-    found_refs: dict[str, int] = {}
-    if refs:
-        rows = session.execute(select(Ticket.ref, Ticket.id).where(Ticket.ref.in_(refs))).all()
-        found_refs = {ref: ticket_id for ref, ticket_id in rows if ref}
-    ids = {*found_keys.values(), *found_refs.values()}
-    ref_of: dict[int, str] = {}
-    if ids:
-        ref_of = {
-            i: r or ""
-            for i, r in session.execute(
-                select(Ticket.id, Ticket.ref).where(Ticket.id.in_(ids))
-            ).all()
-        }
-    matched = match_thread(envelope, found_keys, found_refs, ref_of)
+    matched = find_thread(session, envelope)
     stored = session.execute(
         select(IntakeRow.id, Ticket.ref)
         .outerjoin(Ticket, Ticket.id == IntakeRow.ticket_id)

@@ -36,7 +36,7 @@ from routing.acknowledgement import (
 from routing.assignment import choose_assignee
 from routing.decision import Actions, Decision, DecisionKind
 from routing.gather import gather_facts
-from routing.threading import candidate_keys, match_thread, own_keys
+from routing.threading import find_thread, own_keys
 from tickets.commands import (
     ContactRef,
     TicketRef,
@@ -48,8 +48,6 @@ from tickets.commands import (
     create_ticket,
     find_or_create_contact,
     load_ticket,
-    tickets_by_keys,
-    tickets_by_refs,
     update_ticket,
 )
 from tickets.db import Database
@@ -148,9 +146,7 @@ class Router:
         envelope = Envelope.model_validate(claimed[0])
 
         keys = own_keys(envelope)
-        found_keys = tickets_by_keys(conn, [key for _, key in candidate_keys(envelope)])
-        found_refs = tickets_by_refs(conn, envelope.thread_hints.ticket_refs)
-        match = match_thread(envelope, found_keys, found_refs, {})
+        match = find_thread(conn, envelope)
 
         linked_ref: str | None = None
         if match is not None and match[0].via == "subject-token" and self.settings.foreign_token_policy == "new_ticket":
@@ -164,9 +160,7 @@ class Router:
             thread, ticket_id = match
             ticket = load_ticket(conn, ticket_id)
             assert ticket is not None
-            decision = self._follow_up(conn, envelope, ticket, keys).model_copy(
-                update={"thread": thread.model_copy(update={"ticket_ref": ticket.ref})}
-            )
+            decision = self._follow_up(conn, envelope, ticket, keys).model_copy(update={"thread": thread})
             self._record(conn, intake_id, envelope, ticket.id, decision)
             notified = self._notify(conn, envelope, ticket.id, ticket.ref, ticket.queue, decision.actions.notify,
                                     what="New reply on")

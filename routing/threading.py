@@ -19,9 +19,9 @@ from collections.abc import Mapping
 
 from intake.envelope import Envelope
 from routing.decision import ThreadMatch
-from tickets.commands import message_key
+from tickets.commands import Executor, message_key, ref_of_ticket, tickets_by_keys, tickets_by_refs
 
-__all__ = ["candidate_keys", "conversation_key", "match_thread", "own_keys"]
+__all__ = ["candidate_keys", "conversation_key", "find_thread", "match_thread", "own_keys"]
 
 
 def conversation_key(envelope: Envelope) -> str | None:
@@ -62,19 +62,34 @@ def match_thread(
     envelope: Envelope,
     found_keys: Mapping[str, int],
     found_refs: Mapping[str, int],
-    ref_of: Mapping[int, str],
 ) -> tuple[ThreadMatch, int] | None:
     """The best match and its ticket id, or None for a new conversation.
 
     ``found_keys``: thread key -> ticket id for the keys that exist; ``found_refs``: ticket ref ->
-    ticket id for the refs named in the message; ``ref_of``: ticket id -> ref, for the record.
+    ticket id for the refs named in the message. A match by key carries no ticket ref yet
+    (``find_thread`` fills it in).
     """
     for via, key in candidate_keys(envelope):
         ticket_id = found_keys.get(key)
         if ticket_id is not None:
-            return ThreadMatch(ticket_ref=ref_of.get(ticket_id, ""), via=via, key=key), ticket_id
+            return ThreadMatch(ticket_ref="", via=via, key=key), ticket_id
     for ref in envelope.thread_hints.ticket_refs:
         ticket_id = found_refs.get(ref.upper())
         if ticket_id is not None:
             return ThreadMatch(ticket_ref=ref.upper(), via="subject-token", key=ref.upper()), ticket_id
     return None
+
+
+def find_thread(conn: Executor, envelope: Envelope) -> tuple[ThreadMatch, int] | None:
+    """Look up every key and ticket number the envelope offers (two queries) and match them.
+
+    ``conn`` is a Connection or a Session; nothing is written. Routing and ``route explain``
+    both call this, so an explanation shows exactly the match routing would make.
+    """
+    found_keys = tickets_by_keys(conn, [key for _, key in candidate_keys(envelope)])
+    found_refs = tickets_by_refs(conn, envelope.thread_hints.ticket_refs)
+    match = match_thread(envelope, found_keys, found_refs)
+    if match is None or match[0].ticket_ref:
+        return match
+    thread, ticket_id = match
+    return thread.model_copy(update={"ticket_ref": ref_of_ticket(conn, ticket_id)}), ticket_id

@@ -45,6 +45,7 @@ __all__ = [
     "find_or_create_contact",
     "load_ticket",
     "message_key",
+    "ref_of_ticket",
     "tickets_by_keys",
     "tickets_by_refs",
     "update_ticket",
@@ -102,6 +103,7 @@ _LOAD_TICKET = select(
     _tickets.c.id, _tickets.c.ref, _tickets.c.status, _tickets.c.priority, _tickets.c.queue,
     _tickets.c.category, _tickets.c.tags, _tickets.c.contact_id, _tickets.c.facts,
 ).where(_tickets.c.id == bindparam("tid"))
+_REF_OF = select(_tickets.c.ref).where(_tickets.c.id == bindparam("tid"))
 _INSERT_MESSAGE = insert(_messages)
 _INSERT_OUTBOX = insert(_outbox).returning(_outbox.c.id)
 _INSERT_KEY = insert(_keys)
@@ -200,6 +202,10 @@ def load_ticket(conn: Executor, ticket_id: int) -> TicketRef | None:
     if row is None:
         return None
     return TicketRef(row[0], row[1] or "", row[2], row[3], row[4], row[5], list(row[6] or []), row[7], dict(row[8] or {}))
+
+
+def ref_of_ticket(conn: Executor, ticket_id: int) -> str:
+    return str(conn.execute(_REF_OF, {"tid": ticket_id}).scalar_one_or_none() or "")
 
 
 def update_ticket(conn: Executor, ticket_id: int, **values: Any) -> None:
