@@ -31,7 +31,7 @@ from intake.envelope import Envelope
 from intake.errors import BlobNotFound
 from routing.decision import ThreadMatch
 from routing.facts import Facts
-from routing.threading import candidate_keys, find_thread
+from routing.thread_match import candidate_keys, find_thread
 from tickets.commands import ContactRef
 from tickets.db import Database, normalise_url
 from tickets.models import (
@@ -237,7 +237,7 @@ def preview_thread(
 ) -> ThreadPreview:
     """The router's thread match, looked up without recording anything.
 
-    The same function as the router (``routing.threading.find_thread``), and the same stranger
+    The same function as the router (``routing.thread_match.find_thread``), and the same stranger
     rule for a ticket number typed by someone who is not on that ticket.
     """
     keys = [key for _, key in candidate_keys(envelope)]

@@ -4,7 +4,7 @@ The steps, all inside one ``Database.write_connection()`` transaction:
 
 1. claim the intake row (``pending`` → ``routed``); if it is not pending, someone routed it
    already and nothing happens — routing the same row twice changes nothing;
-2. look up every thread key the envelope offers and pick a match (``routing.threading``);
+2. look up every thread key the envelope offers and pick a match (``routing.thread_match``);
 3. follow-up: append the message to that ticket, record its keys, reopen it, run follow-up rules;
    new conversation: find or create the contact, gather facts, evaluate the rules, create the
    ticket, claim its thread keys, assign it, and write the acknowledgement to the outbox;
@@ -36,7 +36,7 @@ from routing.acknowledgement import (
 from routing.assignment import choose_assignee
 from routing.decision import Actions, Decision, DecisionKind
 from routing.gather import gather_facts
-from routing.threading import find_thread, own_keys
+from routing.thread_match import find_thread, own_keys
 from tickets.commands import (
     ContactRef,
     TicketRef,
