@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -23,11 +23,29 @@ from intake.blobs import BlobStore, sha256_hex
 from intake.envelope import Envelope
 from intake.errors import IntakeUnavailable
 from tickets.db import Database
-from tickets.models import IntakeRow, IntakeState, utcnow
+from tickets.models import IntakeRow, IntakeState, table_of, utcnow
 
 __all__ = ["Accepted", "IntakeLog"]
 
 log = logging.getLogger(__name__)
+
+_intake = table_of(IntakeRow)
+_INSERT_COLUMNS = (
+    "channel", "external_id", "received_at", "state", "envelope", "source", "error", "raw_sha256",
+    "logged_at", "attempts",
+)
+# Built once per dialect (keyed by "is SQLite"): a duplicate delivery inserts nothing and returns
+# no id, which is how a redelivery is recognised without an exception.
+_INSERT = {
+    is_sqlite: dialect.insert(_intake)
+    .values({name: bindparam(name) for name in _INSERT_COLUMNS})
+    .on_conflict_do_nothing(index_elements=["channel", "external_id"])
+    .returning(_intake.c.id)
+    for is_sqlite, dialect in ((True, sqlite), (False, postgresql))
+}
+_FIND = select(_intake.c.id).where(
+    _intake.c.channel == bindparam("channel"), _intake.c.external_id == bindparam("external_id")
+)
 
 
 @dataclass(frozen=True)
@@ -88,21 +106,14 @@ class IntakeLog:
     ) -> Accepted:
         try:
             values["raw_sha256"] = self.blobs.put(raw)
-            dialect = postgresql if not self.db.is_sqlite else sqlite
-            statement = (
-                dialect.insert(IntakeRow)
-                .values(**values, logged_at=utcnow())
-                .on_conflict_do_nothing(index_elements=["channel", "external_id"])
-                .returning(IntakeRow.id)
-            )
-            with self.db.write() as session:
-                new_id = session.execute(statement).scalar_one_or_none()
+            row: dict[str, object] = dict.fromkeys(_INSERT_COLUMNS)
+            row.update(values)
+            row.update(logged_at=utcnow(), attempts=0)
+            with self.db.write_connection() as conn:
+                new_id = conn.execute(_INSERT[self.db.is_sqlite], row).scalar_one_or_none()
                 if new_id is None:
-                    existing = session.execute(
-                        select(IntakeRow.id).where(
-                            IntakeRow.channel == values["channel"],
-                            IntakeRow.external_id == values["external_id"],
-                        )
+                    existing = conn.execute(
+                        _FIND, {"channel": values["channel"], "external_id": values["external_id"]}
                     ).scalar_one()
         except (SQLAlchemyError, OSError) as exc:
             raise IntakeUnavailable(f"intake log could not commit: {exc.__class__.__name__}: {exc}") from exc

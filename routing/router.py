@@ -16,7 +16,7 @@ The steps, all inside one ``Database.write_connection()`` transaction:
 from __future__ import annotations
 
 import logging
-import uuid
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -91,7 +91,7 @@ _LINK_INTAKE = update(_intake).where(_intake.c.id == bindparam("iid")).values(ti
 
 
 def new_message_id(domain: str) -> str:
-    return f"<{uuid.uuid4().hex}@{domain}>"
+    return f"<{secrets.token_hex(16)}@{domain}>"
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,12 @@ reach a header, so a customer-supplied name or subject can never start a header 
 from __future__ import annotations
 
 import html
+import secrets
 import smtplib
 import socket
 import ssl
 import threading
-import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email import encoders
 from email.header import Header
@@ -22,7 +23,6 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import compat32
 from email.utils import format_datetime, formataddr, parseaddr
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
@@ -88,13 +88,13 @@ def compose_email(message: OutboxMessage, blobs: BlobStore | None = None) -> Com
     from_header, from_address = _address(str(p.get("from", "")), str(p.get("from_name", "")))
     to_header, to_address = _address(str(p.get("to") or message.recipient), str(p.get("to_name", "")))
     text = str(p.get("text", ""))
-    body = MIMEMultipart("alternative", boundary=f"=_od_{uuid.uuid4().hex}")
+    body = MIMEMultipart("alternative", boundary=f"=_od_{secrets.token_hex(16)}")
     body.attach(MIMEText(text, "plain", "utf-8"))
     body.attach(MIMEText(str(p.get("html") or text_to_html(text)), "html", "utf-8"))
     mail: Message = body
     attachments = cast(list[Mapping[str, Any]], p.get("attachments") or [])
     if attachments:
-        mail = MIMEMultipart("mixed", boundary=f"=_od_{uuid.uuid4().hex}")
+        mail = MIMEMultipart("mixed", boundary=f"=_od_{secrets.token_hex(16)}")
         mail.attach(body)
         for attachment in attachments:
             if blobs is None:
