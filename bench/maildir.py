@@ -120,6 +120,18 @@ def dovecot_binary() -> str | None:
     return None
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """SIGTERM a server process and wait; SIGKILL it if it does not stop in time."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @dataclass
 class Dovecot:
     """A private Dovecot IMAP server on 127.0.0.1 with one account per address.
@@ -228,13 +240,7 @@ class Dovecot:
         raise RuntimeError("dovecot did not answer in time")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
         if self.directory is not None and not self.keep_dir:
             shutil.rmtree(self.directory, ignore_errors=True)

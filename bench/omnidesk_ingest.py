@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from bench.corpus import QUEUE_ADDRESSES, Corpus, generate_corpus
-from bench.maildir import Dovecot, deliver_imap
+from bench.maildir import Dovecot, deliver_imap, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES_FILE = ROOT / "config" / "routing.yaml"
@@ -200,13 +200,7 @@ class SinkProcess:
         return [p.read_bytes() for p in sorted(self.directory.glob("*.eml"))]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def __enter__(self) -> Self:
