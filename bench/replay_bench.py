@@ -178,7 +178,7 @@ def fill_store(
             external_id=external,
             received_at=received.isoformat(),
             sender={**env["sender"], "address": address},
-            thread_hints={**env["thread_hints"], "message_id": external},
+            **_email_ids(env, external),
         )
         seen = history.get(contact, 0)
         history[contact] = seen + 1
@@ -293,11 +293,7 @@ def fill_store(
                 env,
                 external_id=f"<reply-{t}@bench>",
                 text="Any news? " + env["text"],
-                thread_hints={
-                    **env["thread_hints"],
-                    "message_id": f"<reply-{t}@bench>",
-                    "in_reply_to": [f"<ack-{t}@example.com>"],
-                },
+                **_email_ids(env, f"<reply-{t}@bench>", in_reply_to=f"<ack-{t}@example.com>"),
             )
             intake.append(
                 (
@@ -322,7 +318,7 @@ def fill_store(
                 "thread": {
                     "ticket_ref": f"OD-{t}",
                     "via": "in-reply-to",
-                    "key": f"mid:<ack-{t}@example.com>",
+                    "key": f"email:mid:<ack-{t}@example.com>",
                 },
                 "rules": [],
                 "actions": decision["actions"],
@@ -462,3 +458,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _email_ids(env: dict[str, Any], message_id: str, *, in_reply_to: str | None = None) -> dict[str, Any]:
+    """The email block and thread keys of a stored envelope (schema 2) with another Message-ID."""
+    details = {**env.get("details", {}), "message_id": message_id}
+    keys = [{"key": f"email:mid:{message_id}", "via": "own-message-id", "record": True}]
+    if in_reply_to:
+        details["in_reply_to"] = [in_reply_to]
+        keys.append({"key": f"email:mid:{in_reply_to}", "via": "in-reply-to", "record": True})
+    return {"details": details, "thread_keys": keys}

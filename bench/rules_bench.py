@@ -155,11 +155,11 @@ def generate_envelopes(count: int, n_rules: int, seed: int = 2) -> list[tuple[En
     now = dt.datetime(2026, 3, 4, 8, 30, tzinfo=dt.UTC)
     out = []
     for i in range(count):
-        channel = Channel(rng.choice(_CHANNELS))
+        channel = rng.choice(_CHANNELS)
         words = [rng.choice(_TOPICS) for _ in range(2)]
         products = [_product(rng.randrange(n_rules * 2)) for _ in range(rng.randint(0, 2))]
         text = " ".join([rng.choice(_FILLER), *words, *products, rng.choice(_FILLER)]) + "."
-        if channel is Channel.EMAIL:
+        if channel == Channel.EMAIL:
             sender = Party(
                 address=f"someone{i}@customer{rng.randrange(n_rules)}.example", name="Sam"
             )
@@ -167,14 +167,14 @@ def generate_envelopes(count: int, n_rules: int, seed: int = 2) -> list[tuple[En
                 Party(address=f"support{rng.randrange(n_rules)}@omnidesk.example"),
             )
             subject = f"Re: order #{rng.randrange(10**6)} {words[0]}"
-        elif channel is Channel.SLACK:
+        elif channel == Channel.SLACK:
             sender = Party(address=f"U{i:08d}", kind=PartyKind.SLACK)
             recipients = (Party(address="C0SUPPORT", kind=PartyKind.SLACK),)
             subject = ""
         else:
             sender = Party(address=f"+49151{i:07d}", kind=PartyKind.PHONE)
             recipients = (Party(address="+4930123456", kind=PartyKind.PHONE),)
-            subject = "" if channel is not Channel.WEBFORM else f"Question about {words[0]}"
+            subject = "" if channel != Channel.WEBFORM else f"Question about {words[0]}"
         attachments: tuple[AttachmentRef, ...] = ()
         if rng.random() < 0.15:
             attachments = (AttachmentRef(sha256="0" * 64, size=1000, filename="photo.jpg"),)

@@ -67,10 +67,48 @@ class Settings(BaseSettings):
         ge=0,
         description="How old an unrouted intake row (or a stuck delivery) must be to be re-enqueued.",
     )
+    process_dead_seconds: float = Field(
+        20.0,
+        ge=4,
+        description="Seconds without a heartbeat after which a worker counts as dead and its claimed "
+        "deliveries are retried by the next sweep (it beats every quarter of this).",
+    )
 
     # --- HTTP ----------------------------------------------------------------------------
     http_host: str = Field("127.0.0.1", description="Address the HTTP server binds.")
     http_port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP server.")
+    public_url: str = Field(
+        "",
+        description="The externally visible base URL behind a proxy (https://desk.example.com); "
+        "empty: http://HTTP_HOST:HTTP_PORT. Links and webhook signatures use it.",
+    )
+
+    # --- web form ------------------------------------------------------------------------
+    form_rate_limit_per_minute: int = Field(
+        10, ge=0, description="Web form posts per client IP per minute, per web process (0: no limit)."
+    )
+    form_max_attachment_bytes: int = Field(
+        10 * 1024 * 1024, ge=0, description="Largest single web form attachment, in bytes."
+    )
+    form_max_total_attachment_bytes: int = Field(
+        25 * 1024 * 1024, ge=0, description="All attachments of one web form submission together, in bytes."
+    )
+    form_max_attachments: int = Field(
+        5, ge=0, description="Attachments per web form submission (0: no attachments)."
+    )
+    form_allowed_attachment_types: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Comma-separated content types a web form accepts (type/* and prefix.* "
+        "patterns work); empty: images, PDF, text and office documents (never SVG).",
+    )
+    form_secret: SecretStr = Field(
+        SecretStr(""),
+        description="Key of the web form's CSRF tokens and stored IP hashes. Empty: a random key "
+        "per process start; set it when several web processes serve the form.",
+    )
+    form_token_max_age_seconds: int = Field(
+        7200, ge=60, description="How long a served form page may be posted before it must be reloaded."
+    )
 
     # --- inbound SMTP --------------------------------------------------------------------
     smtp_host: str = Field("127.0.0.1", description="Address the SMTP intake server binds.")
@@ -127,6 +165,13 @@ class Settings(BaseSettings):
     channels_file: Path = Field(Path("config/channels.yaml"), description="The channels file.")
 
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+
+    @field_validator("form_allowed_attachment_types", mode="before")
+    @classmethod
+    def _split_types(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip().lower() for part in value.replace(";", ",").split(",") if part.strip())
+        return value
 
     @field_validator("smtp_domains", mode="before")
     @classmethod

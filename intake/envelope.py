@@ -3,32 +3,44 @@
 Every adapter turns what its channel delivered into an ``Envelope``; routing, the store and the
 workers read nothing else. The model is frozen (a message does not change after it arrived) and
 versioned (``schema_version``) because envelopes are stored as JSON in the intake log and read back
-by later releases.
+by later releases: ``load_envelope`` reads every version ever stored (version 1, the email-only
+shape, is upgraded by ``intake.envelope_v1``).
+
+Version 2 holds only what every channel has. What is particular to one channel (email headers and
+RFC 3834 signals, Twilio's request parameters, a Slack event's ids) sits in ``details``, a block
+the channel's adapter writes from a typed model of its own and reads back with the same model;
+the core never looks inside it.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
+    "ENVELOPE_SCHEMA_VERSION",
     "AttachmentRef",
     "Channel",
+    "DeliveryReport",
     "Envelope",
-    "LoopSignals",
     "Party",
     "PartyKind",
-    "ThreadHints",
-    "ENVELOPE_SCHEMA_VERSION",
+    "ThreadKey",
+    "load_envelope",
 ]
 
-ENVELOPE_SCHEMA_VERSION: Literal[1] = 1
+ENVELOPE_SCHEMA_VERSION: Literal[2] = 2
+
+# A channel or party kind is a short lower-case word chosen by its adapter ("email", "webform",
+# "sms", "whatsapp", "voice", "slack"): a new channel needs no edit here.
+_WORD = r"^[a-z][a-z0-9_-]{0,19}$"
 
 
-class Channel(StrEnum):
+class Channel:
+    """Names of the channels shipped with Omnidesk (adapters may add others)."""
+
     EMAIL = "email"
     WEBFORM = "webform"
     WHATSAPP = "whatsapp"
@@ -37,10 +49,12 @@ class Channel(StrEnum):
     SLACK = "slack"
 
 
-class PartyKind(StrEnum):
+class PartyKind:
+    """Namespaces of addresses (a contact identity is ``kind:address``)."""
+
     EMAIL = "email"
     PHONE = "phone"  # E.164, e.g. +4915112345678
-    SLACK = "slack"  # Slack user id, e.g. U024BE7LH (team id in ``Party.workspace``)
+    SLACK = "slack"  # Slack user id, e.g. U024BE7LH
 
 
 class _Frozen(BaseModel):
@@ -48,24 +62,26 @@ class _Frozen(BaseModel):
 
 
 class Party(_Frozen):
-    """A sender or recipient: an address in the channel's own namespace."""
+    """A sender or recipient: an address in its kind's own namespace."""
 
     address: str
     name: str = ""
-    kind: PartyKind = PartyKind.EMAIL
+    kind: str = Field(default=PartyKind.EMAIL, pattern=_WORD)
 
     @field_validator("address")
     @classmethod
     def _normalise(cls, value: str) -> str:
-        # Email addresses compare case-insensitively in practice (RFC 5321 allows case-sensitive
-        # local parts, but no mail system we talk to uses them); phone and Slack ids are exact.
         return value.strip()
 
     @property
     def identity(self) -> str:
-        """The key a contact is found by: ``email:ana@example.com``, ``phone:+4915...``."""
-        address = self.address.lower() if self.kind is PartyKind.EMAIL else self.address
-        return f"{self.kind.value}:{address}"
+        """The key a contact is found by: ``email:ana@example.com``, ``phone:+4915...``.
+
+        Email addresses compare case-insensitively in practice (RFC 5321 allows case-sensitive
+        local parts, but no mail system we talk to uses them); phone and Slack ids are exact.
+        """
+        address = self.address.lower() if self.kind == PartyKind.EMAIL else self.address
+        return f"{self.kind}:{address}"
 
 
 class AttachmentRef(_Frozen):
@@ -79,84 +95,38 @@ class AttachmentRef(_Frozen):
     content_id: str | None = None
 
 
-class ThreadHints(_Frozen):
-    """Everything that may tie this message to an existing conversation.
+class ThreadKey(_Frozen):
+    """One key that may tie this message to an existing conversation, chosen by the adapter.
 
-    Message-IDs are kept in their canonical form ``<local@domain>`` (angle brackets, no spaces).
+    ``key`` is opaque and namespaced by the adapter (``email:mid:<a@b>``, ``sms:+4915…>+1415…``,
+    ``slack:C123:1700000000.000100``, ``webform:sub:…``); routing only looks it up. Keys come in
+    the order the adapter trusts them. ``record``: store the key against the ticket the message
+    lands on, so later messages citing it find the ticket (False for a key that only points
+    elsewhere, such as the message a bounce reports on).
     """
 
-    message_id: str | None = None
-    in_reply_to: tuple[str, ...] = ()
-    references: tuple[str, ...] = ()
-    # Ticket numbers written in the subject or body, e.g. ("OD-1042",)
-    ticket_refs: tuple[str, ...] = ()
-    # A channel-native conversation key: Slack "C123:1700000000.000100", a phone thread, a form
-    # session. Adapters fill it; routing treats it as one more thread key.
-    conversation: str | None = None
+    key: str = Field(min_length=1, max_length=1000)
+    via: str = Field(min_length=1, max_length=40)  # why it is a key: "in-reply-to", "contact", ...
+    record: bool = True
 
 
-class LoopSignals(_Frozen):
-    """Signals that a message was written by a machine (RFC 3834 and friends).
+class DeliveryReport(_Frozen):
+    """This inbound message reports on messages we sent (a bounce, a failed-delivery notice).
 
-    Adapters record what they saw; ``automated_reason`` decides. No auto-reply ever goes to a
-    message with a reason.
+    ``keys`` are outbox idempotency keys (our Message-IDs for email) or provider ids; routing hands
+    them to the outbox's one delivery-report operation.
     """
 
-    auto_submitted: str | None = None  # Auto-Submitted header value
-    precedence: str | None = None  # Precedence header value
-    list_id: str | None = None
-    list_unsubscribe: bool = False
-    return_path_empty: bool = False  # Return-Path: <> (bounces, DSNs)
-    x_loop: tuple[str, ...] = ()
-    x_auto_response_suppress: str | None = None
-    auto_response_headers: tuple[str, ...] = ()  # X-Autoreply, X-Autorespond, X-Autogenerated...
-    is_bounce: bool = False  # multipart/report; report-type=delivery-status, or similar
-    bounced_message_ids: tuple[str, ...] = ()  # Message-IDs a bounce reports on
-
-    def automated_reason(
-        self, sender: str, *, own_domains: tuple[str, ...] = (), own_addresses: tuple[str, ...] = ()
-    ) -> str | None:
-        """Why this message must not get an auto-reply, or None when a human wrote it."""
-        if self.auto_submitted and self.auto_submitted.strip().lower().split(";")[0] != "no":
-            return f"Auto-Submitted: {self.auto_submitted.strip()}"
-        if self.precedence and self.precedence.strip().lower() in {"bulk", "junk", "list", "auto_reply"}:
-            return f"Precedence: {self.precedence.strip()}"
-        if self.list_id:
-            return "List-Id present (mailing list)"
-        if self.list_unsubscribe:
-            return "List-Unsubscribe present (bulk mail)"
-        if self.return_path_empty:
-            return "empty Return-Path (bounce or notification)"
-        if self.is_bounce:
-            return "delivery status notification"
-        if self.x_auto_response_suppress:
-            tokens = {t.strip().lower() for t in self.x_auto_response_suppress.split(",")}
-            if tokens & {"all", "autoreply", "oof"}:
-                return f"X-Auto-Response-Suppress: {self.x_auto_response_suppress.strip()}"
-        if self.auto_response_headers:
-            return f"auto-response header {self.auto_response_headers[0]}"
-        lowered = {a.lower() for a in own_addresses}
-        for loop in self.x_loop:
-            value = loop.strip().strip("<>").lower()
-            if value in lowered or value.rpartition("@")[2] in own_domains:
-                return f"X-Loop: {loop.strip()}"
-        local, _, domain = sender.lower().partition("@")
-        if domain:
-            if local in _ROBOT_LOCALS or local.startswith(("noreply", "no-reply", "no_reply", "donotreply", "do-not-reply", "bounce")):
-                return f"robot sender {sender}"
-            if domain in own_domains or sender.lower() in lowered:
-                return f"our own address {sender}"
-        return None
-
-
-_ROBOT_LOCALS = frozenset({"mailer-daemon", "postmaster", "listserv", "majordomo", "daemon"})
+    keys: tuple[str, ...]
+    state: Literal["failed", "delivered", "read", "sent"] = "failed"
+    detail: str = ""
 
 
 class Envelope(_Frozen):
     """One inbound message, normalised. Stored as JSON in the intake log."""
 
-    schema_version: Literal[1] = ENVELOPE_SCHEMA_VERSION
-    channel: Channel
+    schema_version: Literal[2] = ENVELOPE_SCHEMA_VERSION
+    channel: str = Field(pattern=_WORD)
     # Idempotency key within the channel: a redelivery carries the same key and is dropped.
     # email: canonical Message-ID (or "sha256:<hex>" of the raw bytes when it has none);
     # twilio: MessageSid / CallSid; slack: event_id; webform: submission id.
@@ -164,24 +134,28 @@ class Envelope(_Frozen):
     # When the channel received it (SMTP DATA, IMAP INTERNALDATE, webhook time): SLA clocks start here.
     received_at: datetime
     sender: Party
-    # The support addresses, numbers or Slack channels this message reached (SMTP RCPT TO, the
-    # IMAP mailbox's address, the Twilio number, the Slack channel). Rules test ``to`` on these.
+    # The support address, number, form or Slack channel of ours this message reached.
+    business: Party | None = None
+    # Everything of ours it reached (SMTP RCPT TO, the mailbox's address, ...). Rules test ``to``.
     recipients: tuple[Party, ...] = ()
-    # The message's own To and Cc headers (email only), as the customer addressed it.
-    to: tuple[Party, ...] = ()
-    cc: tuple[Party, ...] = ()
     subject: str = ""
     # The new content only: quoted history and signatures removed.
     text: str = ""
-    # The whole plain-text body as the customer sent it (quotes included).
+    # The whole text as the customer sent it (quotes included).
     full_text: str = ""
     # Sanitised HTML for display, when the message had HTML.
     html: str | None = None
     attachments: tuple[AttachmentRef, ...] = ()
-    thread_hints: ThreadHints = ThreadHints()
-    loop: LoopSignals = LoopSignals()
-    # Selected headers (lower-cased names, first occurrence, decoded) for rule conditions.
+    thread_keys: tuple[ThreadKey, ...] = ()
+    # Ticket numbers the customer wrote (``OD-1042``): trusted last, as anyone can type one.
+    ticket_refs: tuple[str, ...] = ()
+    # The adapter's verdict: why a machine wrote this message (no auto-reply goes to it), or None.
+    automated: str | None = None
+    delivery_report: DeliveryReport | None = None
+    # Named values rules may test as ``header.<name>`` (email headers, webhook parameters).
     headers: dict[str, str] = Field(default_factory=dict)
+    # The channel's own block (see the module docstring); written and read by its adapter only.
+    details: dict[str, Any] = Field(default_factory=dict)
     # sha256 of the raw payload in the blob store.
     raw_ref: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     # Language if the channel says so (else detected during routing).
@@ -194,9 +168,21 @@ class Envelope(_Frozen):
             raise ValueError("received_at must be timezone-aware")
         return value.astimezone(timezone.utc)
 
-    def automated_reason(
-        self, *, own_domains: tuple[str, ...] = (), own_addresses: tuple[str, ...] = ()
-    ) -> str | None:
-        return self.loop.automated_reason(
-            self.sender.address, own_domains=own_domains, own_addresses=own_addresses
-        )
+    @property
+    def recorded_keys(self) -> tuple[str, ...]:
+        """The thread keys to store against the ticket this message lands on."""
+        return tuple(dict.fromkeys(k.key for k in self.thread_keys if k.record))
+
+
+def load_envelope(data: dict[str, Any] | str | bytes) -> Envelope:
+    """An envelope as stored (JSON text or the decoded mapping), of any schema version."""
+    if isinstance(data, (str, bytes)):
+        import json
+
+        data = json.loads(data)
+    assert isinstance(data, dict)
+    if data.get("schema_version", 1) == 1:
+        from intake.envelope_v1 import upgrade_v1
+
+        return upgrade_v1(data)
+    return Envelope.model_validate(data)

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 _intake = table_of(IntakeRow)
 _INSERT_COLUMNS = (
     "channel", "external_id", "received_at", "state", "envelope", "source", "error", "raw_sha256",
-    "logged_at", "attempts",
+    "logged_at", "attempts", "sweeps", "meta",
 )
 # Built once per dialect (keyed by "is SQLite"): a duplicate delivery inserts nothing and returns
 # no id, which is how a redelivery is recognised without an exception.
@@ -66,15 +66,22 @@ class IntakeLog:
         self.blobs = blobs
         self.on_logged = on_logged
 
-    def accept(self, envelope: Envelope, raw: bytes, *, source: str = "") -> Accepted:
-        """Log one parsed message. Raises ``IntakeUnavailable`` when it could not be stored."""
+    def accept(
+        self, envelope: Envelope, raw: bytes, *, source: str = "", meta: dict[str, object] | None = None
+    ) -> Accepted:
+        """Log one parsed message. Raises ``IntakeUnavailable`` when it could not be stored.
+
+        ``meta``: what the transport knew beside the bytes (SMTP RCPT TO, an HTTP content type),
+        kept so a replay parses the payload exactly as intake did.
+        """
         values: dict[str, object] = {
-            "channel": envelope.channel.value,
+            "channel": envelope.channel,
             "external_id": envelope.external_id,
             "received_at": envelope.received_at,
             "state": IntakeState.PENDING.value,
             "envelope": envelope.model_dump(mode="json"),
             "source": source,
+            "meta": meta or None,
         }
         return self._insert(values, raw, enqueue=True)
 
@@ -87,6 +94,7 @@ class IntakeLog:
         received_at: datetime,
         source: str = "",
         external_id: str | None = None,
+        meta: dict[str, object] | None = None,
     ) -> Accepted:
         """Log a payload that cannot become an Envelope: raw kept, reason recorded, not routed."""
         values: dict[str, object] = {
@@ -97,6 +105,7 @@ class IntakeLog:
             "envelope": None,
             "source": source,
             "error": reason[:4000],
+            "meta": meta or None,
         }
         log.warning("quarantined a %s message from %s: %s", channel, source or "?", reason)
         return self._insert(values, raw, enqueue=False, quarantined=True)
@@ -108,7 +117,7 @@ class IntakeLog:
             values["raw_sha256"] = self.blobs.put(raw)
             row: dict[str, object] = dict.fromkeys(_INSERT_COLUMNS)
             row.update(values)
-            row.update(logged_at=utcnow(), attempts=0)
+            row.update(logged_at=utcnow(), attempts=0, sweeps=0)
             with self.db.write_connection() as conn:
                 new_id = conn.execute(_INSERT[self.db.is_sqlite], row).scalar_one_or_none()
                 if new_id is None:
@@ -170,12 +179,16 @@ class IntakeLog:
             return list(rows.scalars())
 
     def touch(self, intake_ids: list[int]) -> None:
-        """Push the sweep clock of re-enqueued rows forward so one sweep does not repeat another."""
+        """Push the sweep clock of re-enqueued rows forward so one sweep does not repeat another.
+
+        Counted in ``sweeps``, apart from ``attempts``: a row re-enqueued while the broker was
+        away has not failed, and must not be quarantined sooner for it.
+        """
         if not intake_ids:
             return
         with self.db.write() as session:
             session.execute(
                 update(IntakeRow)
                 .where(IntakeRow.id.in_(intake_ids), IntakeRow.state == IntakeState.PENDING.value)
-                .values(swept_at=utcnow(), attempts=IntakeRow.attempts + 1)
+                .values(swept_at=utcnow(), sweeps=IntakeRow.sweeps + 1)
             )

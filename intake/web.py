@@ -1,4 +1,4 @@
-"""The HTTP app: health checks now; channel webhooks and the agent API mount here."""
+"""The HTTP app: health checks, and every channel adapter's router (web form, webhooks)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from intake.registry import Registry
 from tickets.db import Database
 
 __all__ = ["create_http_app"]
 
 
-def create_http_app(db: Database) -> FastAPI:
+def create_http_app(db: Database, registry: Registry | None = None) -> FastAPI:
     api = FastAPI(title="Omnidesk", docs_url="/docs", redoc_url=None)
+    for _name, router in registry.http_routers() if registry is not None else ():
+        api.include_router(router)
 
     @api.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -1,7 +1,9 @@
 """The wiring: one ``App`` builds every part of the pipeline from the settings.
 
-Every process (``omnidesk run``, ``smtp``, ``worker``, ``web``, ``scheduler``) and every test
-builds an App and uses the parts it needs; nothing below this package reads settings itself.
+Every process (``omnidesk run``, ``smtp``, ``worker``, ``web``, ``scheduler``, ``imap``) and every
+test builds an App and uses the parts it needs; nothing below this package reads settings itself.
+The channels come from the adapter registry (``intake.registry``): the App hands each adapter an
+``AdapterContext`` and knows no channel by name.
 """
 
 from __future__ import annotations
@@ -9,24 +11,28 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dramatiq
 
 import config
 from config.settings import Settings
+from intake.adapter import Adapter, AdapterContext, Identities, Payload
 from intake.blobs import FileBlobStore
-from intake.email.accept import accept_email
-from intake.email.parse import ParseLimits
+from intake.channels import ChannelsConfig, configured_channels
+from intake.ingest import ingest
 from intake.log import Accepted, IntakeLog
+from intake.registry import Registry
 from routing.router import Router
 from tickets.db import Database
 from tickets.migrate import upgrade
 from workers.actors import Actors, declare_actors
 from workers.broker import build_broker, build_worker
+from workers.heartbeat import Heartbeat
 from workers.outbox import OutboxDispatcher, Sender
-from workers.senders import email_sender_from_url
+from workers.senders import build_senders
 from workers.sweeper import Sweeper
 
 if TYPE_CHECKING:
@@ -58,24 +64,27 @@ class App:
         broker: dramatiq.Broker | None = None,
         senders: Mapping[str, Sender] | None = None,
         load_rules: bool = True,
+        channels: ChannelsConfig | None = None,
     ) -> None:
         self.settings = settings
         self.db = Database(settings.effective_database_url)
         self.blobs = FileBlobStore(settings.blob_dir)
+        self._channels = channels
         self.rules_holder: RulesHolder | None = self._rules_holder() if load_rules else None
-        self.router = Router(self.db, settings, rules=self.current_rules)
+        self.registry = Registry.build(self._adapter_context)
+        self.router = Router(
+            self.db, settings, composer=self.registry, rules=self.current_rules, identities=lambda: self.identities
+        )
         self.broker = broker or build_broker(settings)
-        if senders is None:
-            senders = {
-                "email": email_sender_from_url(
-                    settings.outbound_smtp_url.get_secret_value(), settings.data_dir, self.blobs
-                )
-            }
+        self.heartbeat = Heartbeat(self.db, interval=max(1.0, settings.process_dead_seconds / 4))
         self.dispatcher = OutboxDispatcher(
-            self.db, senders, max_attempts=settings.delivery_max_attempts
+            self.db,
+            senders if senders is not None else build_senders(settings, self.blobs),
+            max_attempts=settings.delivery_max_attempts,
+            dead_after=timedelta(seconds=settings.process_dead_seconds),
+            process_id=self.heartbeat.id,
         )
         self.actors: Actors = declare_actors(self.broker, route=self.route_job, deliver=self.dispatcher.deliver)
-        self._limits = self.parse_limits
         self.intake_log = IntakeLog(self.db, self.blobs, on_logged=self.actors.route_message.send)  # type: ignore[arg-type]
         self.sweeper = Sweeper(
             self.intake_log,
@@ -85,40 +94,51 @@ class App:
             grace=timedelta(seconds=settings.sweep_grace_seconds),
         )
 
+    # --- channels --------------------------------------------------------------------------
+    @property
+    def channels(self) -> ChannelsConfig:
+        """The channels file, read once (its secrets are checked by the edges that need them)."""
+        if self._channels is None:
+            self._channels = configured_channels(self.settings, check_env=False)
+        return self._channels
+
+    def _adapter_context(self, cls: type[Adapter]) -> AdapterContext:
+        section = cls.section
+
+        def load() -> Any:
+            return self.channels.section(section) if section else None
+
+        return AdapterContext(self.settings, self.db, self.blobs, ingest=self.ingest, load_section=load)
+
+    @cached_property
+    def identities(self) -> Identities:
+        """Everything of ours on every channel: a sender among them is never a customer."""
+        return self.registry.identities()
+
     # --- rules -----------------------------------------------------------------------------
-    def _rules_holder(self) -> "RulesHolder":
+    def _rules_holder(self) -> RulesHolder:
         from routing.rules.reload import RulesHolder
 
         return RulesHolder(rules_path(self.settings))
 
-    def current_rules(self) -> "RuleSet | None":
+    def current_rules(self) -> RuleSet | None:
         return self.rules_holder.current if self.rules_holder is not None else None
 
     # --- the pipeline's plain functions ---------------------------------------------------------
     def migrate(self) -> None:
         upgrade(self.db)
 
-    @property
-    def parse_limits(self) -> ParseLimits:
-        s = self.settings
-        return ParseLimits(
-            max_bytes=s.max_message_bytes,
-            max_depth=s.mime_max_depth,
-            max_parts=s.mime_max_parts,
-            max_header_bytes=s.mime_max_header_bytes,
-        )
+    def ingest(self, payload: Payload) -> Accepted:
+        """The one way into the intake log, for every channel's edge."""
+        return ingest(self.intake_log, self.registry, payload)
 
     def accept_email(
         self, raw: bytes, recipients: list[str], received_at: datetime, *, source: str = "smtp"
     ) -> Accepted:
-        return accept_email(
-            self.intake_log,
-            raw,
-            recipients=recipients,
-            received_at=received_at,
-            source=source,
-            ticket_prefix=self.settings.ticket_prefix,
-            limits=self._limits,
+        """One email as the SMTP edge hands it over (tests and benchmarks feed mail this way)."""
+        return self.ingest(
+            Payload(channel="email", raw=raw, received_at=received_at, source=source,
+                    meta={"recipients": list(recipients)})
         )
 
     def route_job(self, intake_id: int) -> tuple[int, ...]:

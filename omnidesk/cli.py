@@ -72,6 +72,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from omnidesk.processes import COMPONENTS, serve
 
     skip = set(args.without or ())
+    if "worker" in skip:
+        skip.add("rules-watch")
     app = _app(settings)
     broker = type(app.broker).__name__
     log.info("Omnidesk starting: store %s, broker %s", app.db.engine.url.render_as_string(hide_password=True), broker)
@@ -97,11 +99,13 @@ def _read_db(settings: Settings) -> Any:
 
 
 def cmd_tickets_list(args: argparse.Namespace, settings: Settings) -> int:
-    from tickets.queries import list_tickets
+    from tickets.queries import count_tickets, list_tickets
 
     db = _read_db(settings)
     with db.read() as session:
         tickets = list_tickets(session, status=args.status, queue=args.queue, limit=args.limit)
+        total = count_tickets(session, status=args.status, queue=args.queue)
+    _more(len(tickets), total, "tickets", "--limit")
     if args.json:
         _print_json(tickets)
         return 0
@@ -139,19 +143,36 @@ def cmd_tickets_show(args: argparse.Namespace, settings: Settings) -> int:
 
 # --- quarantine ------------------------------------------------------------------------------------
 def cmd_quarantine_list(args: argparse.Namespace, settings: Settings) -> int:
-    from tickets.queries import list_quarantine
+    from intake.quarantine import describe_rows
+    from tickets.queries import count_quarantine, list_quarantine
 
-    db = _read_db(settings)
-    with db.read() as session:
-        rows = list_quarantine(session, limit=args.limit)
+    app = _app(settings, migrate_sqlite=False, load_rules=False)
+    try:
+        with app.db.read() as session:
+            rows = list_quarantine(session, limit=args.limit)
+            total = count_quarantine(session)
+        rows = describe_rows(rows, registry=app.registry, blobs=app.blobs)
+    finally:
+        app.close()
+    _more(len(rows), total, "quarantined messages", "--limit")
     if args.json:
         _print_json(rows)
     elif not rows:
         print("quarantine is empty")
     else:
+        print(f"{'ID':>7}  {'CHANNEL':<8} {'RECEIVED':<19}  {'SOURCE':<14} {'FROM':<30} {'SUBJECT':<30} REASON")
         for r in rows:
-            print(f"{r['id']:>7}  {r['channel']:<8} {r['received_at'][:19]}  {r['source']:<14} {r['reason']}")
+            print(f"{r['id']:>7}  {r['channel']:<8} {r['received_at'][:19]}  {r['source'][:14]:<14} "
+                  f"{r['sender'][:30]:<30} {r['subject'][:30]:<30} {r['reason']}")
+            if r["reference"]:
+                print(f"{'':>9}{r['reference']}")
     return 0
+
+
+def _more(shown: int, total: int, what: str, flag: str) -> None:
+    """Say on stderr when a listing stopped before the end (JSON on stdout stays parseable)."""
+    if total > shown:
+        print(f"showing {shown} of {total} {what}; use {flag} to see more", file=sys.stderr)
 
 
 def cmd_quarantine_show(args: argparse.Namespace, settings: Settings) -> int:
@@ -164,12 +185,21 @@ def cmd_quarantine_show(args: argparse.Namespace, settings: Settings) -> int:
         if row is None:
             raise CliError(f"no intake row {args.id}", 1)
         info = {"id": row.id, "channel": row.channel, "state": row.state, "reason": row.error,
-                "external_id": row.external_id, "raw_sha256": row.raw_sha256, "source": row.source}
+                "external_id": row.external_id, "raw_sha256": row.raw_sha256, "source": row.source,
+                "received_at": row.received_at.isoformat(), "attempts": row.attempts,
+                "sweeps": row.sweeps, "meta": row.meta, "envelope": row.envelope}
     if args.raw:
         if info["raw_sha256"]:
             sys.stdout.buffer.write(FileBlobStore(settings.blob_dir).get(info["raw_sha256"]))
         return 0
-    _print_json(info)
+    from intake.quarantine import describe_rows
+
+    app = _app(settings, migrate_sqlite=False, load_rules=False)
+    try:
+        (described,) = describe_rows([dict(info)], registry=app.registry, blobs=app.blobs)
+    finally:
+        app.close()
+    _print_json(described)
     return 0
 
 
@@ -190,8 +220,7 @@ def cmd_quarantine_replay(args: argparse.Namespace, settings: Settings) -> int:
         enqueue = app.route_job if _embedded(app) else app.actors.route_message.send
         failures = 0
         for intake_id in ids:
-            outcome = replay(app.intake_log, intake_id, ticket_prefix=settings.ticket_prefix, enqueue=enqueue,
-                             limits=app.parse_limits)
+            outcome = replay(app.intake_log, intake_id, registry=app.registry, enqueue=enqueue)
             failures += outcome.outcome not in ("requeued", "duplicate")
             print(f"{intake_id}: {outcome.outcome}{' - ' + outcome.detail if outcome.detail else ''}")
         return 1 if failures else 0
@@ -223,16 +252,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="everything in one process: HTTP, SMTP, IMAP, worker, sweeper")
-    run.add_argument("--without", action="append", choices=["smtp", "web", "imap", "worker", "sweeper"],
+    from intake.registry import adapter_classes
+    from omnidesk.processes import COMPONENTS
+
+    run.add_argument("--without", action="append", choices=[c for c in COMPONENTS if c != "rules-watch"],
                      help="leave a component out (repeatable)")
     run.set_defaults(handler=cmd_run)
-    for name, components, text in (
-        ("smtp", ("smtp",), "the SMTP intake server"),
+    processes: list[tuple[str, tuple[str, ...], str]] = [
         ("worker", ("worker", "rules-watch"), "a Dramatiq worker (routing, delivery)"),
-        ("web", ("web",), "the HTTP server (health, webhooks, API)"),
+        ("web", ("web",), "the HTTP server (health, web form, webhooks, API)"),
         ("scheduler", ("sweeper",), "the sweeper: re-enqueue unrouted intake and due deliveries"),
-        ("imap", ("imap",), "the IMAP pollers of the channels file"),
-    ):
+    ]
+    # Each channel's edges run alone too (``omnidesk smtp``, ``omnidesk imap``): the Procfile.
+    processes += [(name, (name,), text) for cls in adapter_classes() for name, text in cls.components.items()]
+    for name, components, text in processes:
         p = sub.add_parser(name, help=text)
         p.set_defaults(handler=_serve(components))
 

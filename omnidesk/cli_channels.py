@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
 
 def cmd_channels_check(args: argparse.Namespace, settings: Settings) -> int:
     from intake.channels import ChannelsError, channels_path, load_channels
-    from intake.imap.connection import ProbeResult, probe
+    from intake.email.imap.connection import ProbeResult, probe
 
     path = Path(args.file) if args.file else channels_path(settings)
     if path is None:

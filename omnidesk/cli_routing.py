@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import re
 import sys
 import time
@@ -130,7 +131,8 @@ def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
         if args.ticket is not None:
             data, head, tail = _explain_ticket(db, ruleset, args.ticket, settings)
         else:
-            data, head, tail = _explain_file(db, ruleset, args.message, settings, args.at)
+            data, head, tail = _explain_file(db, ruleset, args.message, settings, args.at,
+                                             getattr(args, "channel", None))
     finally:
         if db is not None:
             db.dispose()
@@ -158,11 +160,15 @@ def _result(
 
 
 def _explain_file(
-    db: Database | None, ruleset: RuleSet, name: str, settings: Settings, at: dt.datetime | None
+    db: Database | None, ruleset: RuleSet, name: str, settings: Settings, at: dt.datetime | None,
+    channel: str | None = None,
 ) -> tuple[dict[str, Any], list[str], list[str]]:
-    from intake.email.parse import parse_email
+    from intake.adapter import AdapterContext, Payload
     from intake.errors import UnparseableMessage
-    from routing.explain_stored import MemoryBlobStore, preview_facts, preview_thread
+    from intake.registry import Registry
+    from routing.decide import Policy, decide
+    from routing.explain_stored import MemoryBlobStore, directory_facts, thread_preview
+    from routing.situation import Situation, look_up
 
     shown = "standard input" if name == "-" else name
     try:
@@ -170,33 +176,41 @@ def _explain_file(
     except OSError as exc:
         raise CliError(f"cannot read {shown}: {exc.strerror or exc}", 1) from None
     now = at or dt.datetime.now(dt.UTC)
-    try:
-        # Attachments and the raw bytes go to a blob store in memory: explain writes no file.
-        envelope = parse_email(
-            raw, blobs=MemoryBlobStore(), received_at=now, ticket_prefix=settings.ticket_prefix
-        )
-    except UnparseableMessage as exc:
-        raise CliError(f"cannot parse {shown}: {exc.reason}", 1) from None
 
+    def no_ingest(payload: Payload) -> Any:
+        raise RuntimeError("route explain stores nothing")
+
+    # Attachments and the raw bytes go to a blob store in memory: explain writes no file.
+    registry = Registry.build(lambda cls: AdapterContext(settings, db, MemoryBlobStore(), ingest=no_ingest))  # type: ignore[arg-type]
+    channel = channel or _channel_of(raw, registry)
+    try:
+        envelope = registry.parse(Payload(channel=channel, raw=raw, received_at=now, source="explain"))
+    except UnparseableMessage as exc:
+        raise CliError(f"cannot parse {shown} as a {channel} payload: {exc.reason}", 1) from None
+
+    ours = registry.identities().owns(envelope.sender)
+    policy = Policy(auto_reply_limit_per_hour=settings.auto_reply_limit_per_hour)
     thread: ThreadPreview | None = None
     explanation: Explanation | None = None
     acknowledgement: dict[str, Any] | None = None
     if db is None:
-        facts = preview_facts(None, envelope, ruleset, now=now)
-        explanation = ruleset.explain(envelope, facts)
-        acknowledgement = _acknowledgement(None, envelope, explanation, settings, now)
+        situation = Situation(now=now, thread=None, ticket=None, linked_ref=None, contact=None,
+                              facts=directory_facts(envelope, ruleset, now=now),
+                              auto_replies_last_hour=0, ours=ours)
+        decision = decide(envelope, situation, ruleset, policy)
+        explanation = ruleset.explain(envelope, situation.facts)
+        acknowledgement = _acknowledgement(decision)
     else:
         with db.read() as session:
-            thread = preview_thread(
-                session, envelope, foreign_token_policy=settings.foreign_token_policy
-            )
+            # The router's own look-up and decision, on a read-only session.
+            situation = look_up(session, envelope, ruleset, now=now,
+                                foreign_token_policy=settings.foreign_token_policy, ours=ours)
+            decision = decide(envelope, situation, ruleset, policy)
+            thread = thread_preview(session, envelope, situation)
             if not (thread.match is not None and thread.is_bounce):
-                facts = preview_facts(session, envelope, ruleset, now=now, thread=thread)
-                explanation = ruleset.explain(envelope, facts)
+                explanation = ruleset.explain(envelope, situation.facts)
                 if thread.match is None:
-                    acknowledgement = _acknowledgement(
-                        session, envelope, explanation, settings, now
-                    )
+                    acknowledgement = _acknowledgement(decision)
 
     head = [f"Explaining {shown}: {envelope.subject!r} from {envelope.sender.address}"]
     head.append("Thread:   " + _thread_text(thread))
@@ -275,33 +289,24 @@ def _thread_text(thread: ThreadPreview | None) -> str:
     return f"new ticket ({looked})"
 
 
-def _acknowledgement(
-    session: Any, envelope: Envelope, explanation: Explanation, settings: Settings, now: dt.datetime
-) -> dict[str, Any]:
-    """Would the new ticket's acknowledgement go out (``routing.router._new_ticket``)?"""
-    from routing.acknowledgement import suppression_reason
-    from routing.explain_stored import recent_auto_replies
+def _channel_of(raw: bytes, registry: Any) -> str:
+    """The channel of a payload file: a stored webhook or form payload names its own (a JSON
+    document with ``"channel"``); anything else is read as an email."""
+    head = raw.lstrip()[:1]
+    if head in (b"{", b"["):
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return "email"
+        if isinstance(data, dict) and isinstance(data.get("channel"), str) and data["channel"] in registry.channels():
+            return str(data["channel"])
+    return "email"
 
-    actions = explanation.actions
-    if actions.spam:
-        reason: str | None = "marked as spam"
-    else:
-        sent = (
-            0
-            if session is None
-            else recent_auto_replies(session, envelope, since=now - dt.timedelta(hours=1))
-        )
-        own_domains = tuple(
-            dict.fromkeys((*settings.smtp_domains, settings.effective_message_id_domain))
-        )
-        reason = suppression_reason(
-            envelope,
-            auto_reply=actions.auto_reply,
-            own_domains=own_domains,
-            own_addresses=(settings.support_address,),
-            sent_last_hour=sent,
-            limit_per_hour=settings.auto_reply_limit_per_hour,
-        )
+
+def _acknowledgement(decision: Any) -> dict[str, Any]:
+    """Would the new ticket's acknowledgement go out? ``decide`` says (the router's own policy)."""
+    actions = decision.actions
+    reason = decision.auto_reply_suppressed
     template = actions.auto_reply if isinstance(actions.auto_reply, str) else None
     if reason is not None:
         text = f"none ({reason})"
@@ -510,6 +515,12 @@ def register(sub: Any, rules: Any) -> None:
         type=_instant,
         metavar="TIME",
         help="evaluate a message file as if it arrived at TIME (ISO 8601; default: now)",
+    )
+    explain.add_argument(
+        "--channel",
+        metavar="NAME",
+        help="the channel whose payload the file is (default: the channel a stored JSON payload "
+        "names, else email)",
     )
     explain.add_argument("--json", action="store_true", help="machine-readable output")
     explain.set_defaults(handler=cmd_route_explain)

@@ -20,8 +20,19 @@ __all__ = ["COMPONENTS", "Running", "serve"]
 
 log = logging.getLogger("omnidesk")
 
-COMPONENTS = ("worker", "sweeper", "smtp", "web", "imap", "rules-watch")
+# The core's own components; each adapter adds its edges (``Adapter.components``: smtp, imap, ...).
+CORE_COMPONENTS = ("worker", "sweeper", "web", "rules-watch")
 RULES_POLL_SECONDS = 2.0
+
+
+def all_components() -> tuple[str, ...]:
+    from intake.registry import adapter_classes
+
+    edges = [name for cls in adapter_classes() for name in cls.components]
+    return (*CORE_COMPONENTS, *edges)
+
+
+COMPONENTS = all_components()
 
 
 class Running:
@@ -34,10 +45,17 @@ class Running:
 
     def start(self, components: Iterable[str]) -> None:
         wanted = set(components)
-        # Start consumers before producers, so the first message finds a worker.
-        for name in ("worker", "sweeper", "rules-watch", "imap", "web", "smtp"):
+        # Start consumers before producers, so the first message finds a worker; then the web
+        # app, then every adapter's edges.
+        for name in ("worker", "sweeper", "rules-watch", "web"):
             if name in wanted:
                 getattr(self, "_start_" + name.replace("-", "_"))()
+        for name, runner in self.app.registry.components().items():
+            if name in wanted:
+                stopper = runner(self.stop_event)
+                if stopper is not None:
+                    self._stoppers.append((name, stopper))
+                    log.info("started %s", name)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -51,6 +69,8 @@ class Running:
 
     # --- components ------------------------------------------------------------------------
     def _start_worker(self) -> None:
+        heartbeat = self.app.heartbeat.start()
+        self._stoppers.append(("heartbeat", heartbeat.stop))
         worker = self.app.worker()
         worker.start()
         self._stoppers.append(("worker", worker.stop))
@@ -79,15 +99,6 @@ class Running:
         thread.start()
         self._stoppers.append(("rules watch", lambda: thread.join(timeout=5)))
 
-    def _start_imap(self) -> None:
-        try:
-            from intake.imap import start_pollers
-        except ImportError:
-            return
-        stopper = start_pollers(self.app, self.stop_event)
-        if stopper is not None:
-            self._stoppers.append(("imap pollers", stopper))
-
     def _start_web(self) -> None:
         import uvicorn
 
@@ -95,7 +106,7 @@ class Running:
 
         settings = self.app.settings
         config = uvicorn.Config(
-            create_http_app(self.app.db),
+            create_http_app(self.app.db, self.app.registry),
             host=settings.http_host,
             port=settings.http_port,
             log_level=settings.log_level.lower(),
@@ -111,24 +122,6 @@ class Running:
 
         self._stoppers.append(("http", stop))
         log.info("HTTP listening on http://%s:%d", settings.http_host, settings.http_port)
-
-    def _start_smtp(self) -> None:
-        from intake.smtp import SmtpIntakeHandler, start_smtp_server
-
-        settings = self.app.settings
-        handler = SmtpIntakeHandler(
-            self.app.accept_email, domains=settings.smtp_domains, max_bytes=settings.max_message_bytes
-        )
-        controller = start_smtp_server(handler, host=settings.smtp_host, port=settings.smtp_port)
-
-        def stop() -> None:
-            controller.stop()
-            handler.executor.shutdown(wait=True)
-
-        self._stoppers.append(("smtp", stop))
-        log.info(
-            "SMTP listening on %s:%d for %s", settings.smtp_host, settings.smtp_port, ", ".join(settings.smtp_domains)
-        )
 
 
 def serve(app: App, components: Iterable[str]) -> int:

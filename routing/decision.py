@@ -75,4 +75,6 @@ class Decision(_Frozen):
     actions: Actions = Actions()
     # Why no acknowledgement was sent, when none was (robot sender, cap reached, rule said no).
     auto_reply_suppressed: str | None = None
+    # A new ticket opened because the sender named this ticket without being on it.
+    linked_ticket: str | None = None
     notes: tuple[str, ...] = ()

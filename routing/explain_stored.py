@@ -5,9 +5,9 @@ gives them what the router saw, without writing anything:
 
 - ``open_store``: the store if one exists (a missing SQLite file is "no store", and is not created);
 - ``stored_new_ticket_message``: a ticket's first message, its stored envelope and stored facts;
-- ``preview_thread`` and ``preview_facts``: what the router *would* see for a message that is not
-  stored (an ``.eml`` file): its thread match (same keys, same lookups, same trust order) and the
-  contact's history found by sender identity;
+- ``thread_preview``: the thread part of the router's own ``look_up`` for a message that is not
+  stored (an ``.eml`` file, a stored webhook payload), as explain shows it; ``directory_facts``:
+  the facts when there is no store at all;
 - ``iter_new_ticket_messages``: every stored new-ticket message of a time window as
   ``(ticket ref, envelope, facts)``, streamed in chunks over three plain columns — no ORM objects —
   so replaying 100,000 messages costs seconds, not minutes.
@@ -23,27 +23,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Text, cast, func, inspect, select
+from sqlalchemy import Text, cast, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from intake.envelope import Envelope
+from intake.envelope import Envelope, load_envelope
 from intake.errors import BlobNotFound
 from routing.decision import ThreadMatch
 from routing.facts import Facts
-from routing.thread_match import candidate_keys, find_thread
-from tickets.commands import ContactRef
+from routing.situation import Situation
+from routing.thread_match import candidate_keys
 from tickets.db import Database, normalise_url
-from tickets.models import (
-    Contact,
-    ContactIdentity,
-    Direction,
-    IntakeRow,
-    OutboxRow,
-    Ticket,
-    TicketMessage,
-)
-from tickets.queries import is_participant
+from tickets.models import Direction, IntakeRow, Ticket, TicketMessage
 
 if TYPE_CHECKING:
     from routing.rules import RuleSet
@@ -52,19 +43,15 @@ __all__ = [
     "MemoryBlobStore",
     "StoredMessage",
     "ThreadPreview",
-    "find_contact",
+    "directory_facts",
     "iter_new_ticket_messages",
     "open_store",
-    "preview_facts",
-    "preview_thread",
-    "recent_auto_replies",
     "sqlite_file",
     "stored_new_ticket_message",
     "subjects_of",
+    "thread_preview",
 ]
 
-# The same kinds the router counts against the per-sender auto-reply cap.
-_AUTO_REPLY_KINDS = ("ack", "auto_reply")
 
 
 class MemoryBlobStore:
@@ -172,7 +159,7 @@ def stored_new_ticket_message(session: Session, ref: str) -> StoredMessage | Non
     row = session.execute(base.where(_new_ticket_filter())).first() or session.execute(base).first()
     if row is None:
         raise LookupError(f"{ticket.ref} has no stored inbound message to explain")
-    envelope = Envelope.model_validate(row.envelope)
+    envelope = load_envelope(row.envelope)
     facts = _facts_of(ticket.facts, envelope)
     return StoredMessage(
         ref=ticket.ref or "",
@@ -232,125 +219,43 @@ class ThreadPreview:
         return {"intake_id": self.stored_as[0], "ticket_ref": self.stored_as[1]}
 
 
-def preview_thread(
-    session: Session, envelope: Envelope, *, foreign_token_policy: str
-) -> ThreadPreview:
-    """The router's thread match, looked up without recording anything.
-
-    The same function as the router (``routing.thread_match.find_thread``), and the same stranger
-    rule for a ticket number typed by someone who is not on that ticket.
-    """
+def thread_preview(session: Session, envelope: Envelope, situation: Situation) -> ThreadPreview:
+    """The thread part of a ``Situation`` (``routing.situation.look_up``) as explain shows it."""
     keys = [key for _, key in candidate_keys(envelope)]
-    refs = list(dict.fromkeys(r.upper() for r in envelope.thread_hints.ticket_refs))
-    matched = find_thread(session, envelope)
+    refs = list(dict.fromkeys(r.upper() for r in envelope.ticket_refs))
     stored = session.execute(
         select(IntakeRow.id, Ticket.ref)
         .outerjoin(Ticket, Ticket.id == IntakeRow.ticket_id)
         .where(
-            IntakeRow.channel == envelope.channel.value,
+            IntakeRow.channel == envelope.channel,
             IntakeRow.external_id == envelope.external_id,
         )
     ).first()
-    common: dict[str, Any] = {
-        "keys": tuple(keys),
-        "ticket_refs": tuple(refs),
-        "is_bounce": envelope.loop.is_bounce,
-        "stored_as": None if stored is None else (stored[0], stored[1]),
-    }
-    if matched is None:
-        return ThreadPreview(match=None, **common)
-    thread, ticket_id = matched
-    ticket = session.execute(
-        select(Ticket.ref, Ticket.status, Ticket.priority, Ticket.queue, Ticket.contact_id).where(
-            Ticket.id == ticket_id
-        )
-    ).one()
-    if (
-        thread.via == "subject-token"
-        and foreign_token_policy == "new_ticket"
-        and not is_participant(
-            session, ticket_id, identity=envelope.sender.identity, address=envelope.sender.address
-        )
-    ):
-        return ThreadPreview(match=None, linked_ref=ticket.ref, **common)
-    # What follow-up rules see: the ticket as it is before this message.
-    before = {
-        "status": ticket.status,
-        "priority": ticket.priority,
-        "queue": ticket.queue,
-        "ref": ticket.ref,
-    }
-    thread = thread.model_copy(update={"ticket_ref": ticket.ref or thread.ticket_ref})
+    ticket = situation.ticket
+    match = situation.thread
+    if match is not None and ticket is not None:
+        match = match.model_copy(update={"ticket_ref": ticket.ref or match.ticket_ref})
     return ThreadPreview(
-        match=thread, ticket_id=ticket_id, contact_id=ticket.contact_id, ticket=before, **common
+        keys=tuple(keys),
+        ticket_refs=tuple(refs),
+        match=match,
+        ticket_id=None if ticket is None else ticket.id,
+        contact_id=None if ticket is None else ticket.contact_id,
+        ticket=situation.ticket_before,
+        linked_ref=situation.linked_ref,
+        is_bounce=envelope.delivery_report is not None,
+        stored_as=None if stored is None else (stored[0], stored[1]),
     )
 
 
-def find_contact(session: Session, envelope: Envelope) -> ContactRef | None:
-    """The stored contact owning the sender's identity (email address, phone number, ...)."""
-    row = session.execute(
-        select(Contact.id, Contact.name)
-        .join(ContactIdentity, ContactIdentity.contact_id == Contact.id)
-        .where(ContactIdentity.identity == envelope.sender.identity)
-    ).first()
-    return None if row is None else ContactRef(row.id, row.name or "", envelope.sender.identity)
+def directory_facts(envelope: Envelope, ruleset: RuleSet, *, now: datetime) -> Facts:
+    """The facts when there is no store: the rules file's directory facts and the language."""
+    from routing.language import detect_language
 
-
-def preview_facts(
-    session: Session | None,
-    envelope: Envelope,
-    ruleset: RuleSet,
-    *,
-    now: datetime,
-    thread: ThreadPreview | None = None,
-) -> Facts:
-    """The facts the router would gather for ``envelope`` now.
-
-    With a store: ``routing.gather.gather_facts`` itself, on a read-only session — the contact's
-    history by sender identity (for a follow-up: the ticket's contact, and the ticket as it is).
-    Without one: the rules file's directory facts and the detected language only.
-    """
-    from routing.gather import gather_facts
-
-    if session is None:
-        from routing.language import detect_language
-
-        customer: dict[str, Any] = dict(ruleset.customer_facts(envelope.sender.address))
-        customer.setdefault("name", envelope.sender.name)
-        language = envelope.language or detect_language(envelope.text or envelope.subject)
-        return Facts(now=now, language=language, customer=customer)
-    identity = envelope.sender.identity
-    if thread is not None and thread.match is not None and thread.contact_id is not None:
-        return gather_facts(
-            session,
-            envelope,
-            ContactRef(thread.contact_id, "", identity),
-            ruleset,
-            now=now,
-            event="follow_up",
-            ticket=thread.ticket,
-        )
-    # A sender the store does not know yet: the router would create the contact now, with no
-    # history; id 0 is no contact's, so the history lookup finds nothing, as it would then.
-    contact = find_contact(session, envelope) or ContactRef(0, envelope.sender.name, identity)
-    return gather_facts(session, envelope, contact, ruleset, now=now)
-
-
-def recent_auto_replies(session: Session, envelope: Envelope, *, since: datetime) -> int:
-    """Acknowledgements sent to the sender's contact since ``since`` (the router's per-sender cap)."""
-    contact = find_contact(session, envelope)
-    if contact is None:
-        return 0
-    return int(
-        session.execute(
-            select(func.count(OutboxRow.id)).where(
-                OutboxRow.contact_id == contact.id,
-                OutboxRow.kind.in_(_AUTO_REPLY_KINDS),
-                OutboxRow.created_at >= since,
-                OutboxRow.state != "suppressed",
-            )
-        ).scalar_one()
-    )
+    customer: dict[str, Any] = dict(ruleset.customer_facts(envelope.sender.address))
+    customer.setdefault("name", envelope.sender.name)
+    language = envelope.language or detect_language(envelope.text or envelope.subject)
+    return Facts(now=now, language=language, customer=customer)
 
 
 # --- every stored new-ticket message of a window (replay) ------------------------------------
@@ -381,7 +286,7 @@ def iter_new_ticket_messages(
     )
     if since is not None:
         query = query.where(IntakeRow.received_at >= since)
-    validate = Envelope.model_validate_json
+    validate = _validate_json
     loads = json.loads
     with db.engine.connect() as connection:
         result = connection.execution_options(yield_per=chunk).execute(query)
@@ -390,6 +295,15 @@ def iter_new_ticket_messages(
                 envelope = validate(envelope_json)
                 stored = loads(facts_json) if facts_json else None
                 yield ref or "", envelope, _facts_of(stored, envelope)
+
+
+def _validate_json(text: str) -> Envelope:
+    """An envelope from its stored JSON text: straight to pydantic-core, or via the upgrade of
+    an older schema version."""
+    try:
+        return Envelope.model_validate_json(text)
+    except ValueError:
+        return load_envelope(text)
 
 
 def subjects_of(session: Session, refs: Iterable[str]) -> dict[str, str]:

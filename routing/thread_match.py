@@ -1,16 +1,11 @@
 """Thread matching: is this message a follow-up of a ticket we already have?
 
-Pure functions. ``candidate_keys`` lists, in priority order, every key the envelope offers; the
-router looks them all up in one query (``tickets.commands.tickets_by_keys``) plus the ticket
-numbers it names, and ``match_thread`` picks the winner. Order of trust:
-
-1. the message's own Message-ID — a reply to it arrived first and recorded it (arrival order
-   must not matter);
-2. ``In-Reply-To``;
-3. ``References``, nearest ancestor first;
-4. for a bounce, the Message-ID of ours it reports on;
-5. a channel conversation key (Slack thread, phone conversation);
-6. a ticket number token such as ``[OD-1042]`` in the subject — last, because anyone can type it.
+The adapter chose the message's thread keys (``Envelope.thread_keys``: opaque, namespaced strings
+in the order it trusts them: an email's own Message-ID, ``In-Reply-To``, ``References``; a phone
+conversation; a Slack thread); this module only looks them up. ``candidate_keys`` lists them, the
+store maps them to tickets in one query (``tickets.commands.tickets_by_keys``) plus one for the
+ticket numbers the message names, and ``match_thread`` picks the winner: the first key found, in
+the adapter's order, else a ticket number such as ``[OD-1042]`` — last, because anyone can type it.
 """
 
 from __future__ import annotations
@@ -19,43 +14,22 @@ from collections.abc import Mapping
 
 from intake.envelope import Envelope
 from routing.decision import ThreadMatch
-from tickets.commands import Executor, message_key, ref_of_ticket, tickets_by_keys, tickets_by_refs
+from tickets.commands import Executor, ref_of_ticket, tickets_by_keys, tickets_by_refs
 
-__all__ = ["candidate_keys", "conversation_key", "find_thread", "match_thread", "own_keys"]
-
-
-def conversation_key(envelope: Envelope) -> str | None:
-    hint = envelope.thread_hints.conversation
-    return f"conv:{envelope.channel.value}:{hint}" if hint else None
+__all__ = ["candidate_keys", "find_thread", "match_thread", "own_keys"]
 
 
 def candidate_keys(envelope: Envelope) -> list[tuple[str, str]]:
     """(via, key) pairs in the order they are trusted."""
-    hints = envelope.thread_hints
-    out: list[tuple[str, str]] = []
-    if hints.message_id:
-        out.append(("own-message-id", message_key(hints.message_id)))
-    out.extend(("in-reply-to", message_key(mid)) for mid in hints.in_reply_to)
-    out.extend(("references", message_key(mid)) for mid in reversed(hints.references))
-    # A delivery report names the message of ours that bounced: it belongs on that ticket.
-    out.extend(("bounce", message_key(mid)) for mid in envelope.loop.bounced_message_ids)
-    conv = conversation_key(envelope)
-    if conv:
-        out.append(("conversation", conv))
-    return out
+    return [(k.via, k.key) for k in envelope.thread_keys]
 
 
 def own_keys(envelope: Envelope) -> list[str]:
-    """Keys to record against the ticket this message lands on: its own id and every id it cites.
+    """Keys to record against the ticket this message lands on (its own id and every id it cites).
 
     Recording the cited ids is what lets a later-arriving parent (or sibling) find the thread.
     """
-    hints = envelope.thread_hints
-    keys = [message_key(m) for m in (hints.message_id, *hints.in_reply_to, *hints.references) if m]
-    conv = conversation_key(envelope)
-    if conv:
-        keys.append(conv)
-    return list(dict.fromkeys(keys))
+    return list(envelope.recorded_keys)
 
 
 def match_thread(
@@ -73,7 +47,7 @@ def match_thread(
         ticket_id = found_keys.get(key)
         if ticket_id is not None:
             return ThreadMatch(ticket_ref="", via=via, key=key), ticket_id
-    for ref in envelope.thread_hints.ticket_refs:
+    for ref in envelope.ticket_refs:
         ticket_id = found_refs.get(ref.upper())
         if ticket_id is not None:
             return ThreadMatch(ticket_ref=ref.upper(), via="subject-token", key=ref.upper()), ticket_id
@@ -87,7 +61,7 @@ def find_thread(conn: Executor, envelope: Envelope) -> tuple[ThreadMatch, int] |
     both call this, so an explanation shows exactly the match routing would make.
     """
     found_keys = tickets_by_keys(conn, [key for _, key in candidate_keys(envelope)])
-    found_refs = tickets_by_refs(conn, envelope.thread_hints.ticket_refs)
+    found_refs = tickets_by_refs(conn, envelope.ticket_refs)
     match = match_thread(envelope, found_keys, found_refs)
     if match is None or match[0].ticket_ref:
         return match

@@ -15,12 +15,12 @@ from config.settings import Settings
 from intake.channels import (
     ChannelsConfig,
     ChannelsError,
-    ImapMailbox,
     channels_path,
     configured_channels,
     load_channels,
     parse_channels,
 )
+from intake.email.imap.settings import ImapMailbox
 from omnidesk.cli_channels import register
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "channels.example.yaml"

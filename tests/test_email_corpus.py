@@ -34,6 +34,7 @@ from intake.blobs import FileBlobStore
 from intake.email import html_to_text, parse_addresses, parse_email, split_reply
 from intake.envelope import Envelope
 from intake.errors import UnparseableMessage
+from intake.email.details import EmailDetails, automated_reason
 
 
 def _corpus_dir() -> Path:
@@ -236,7 +237,7 @@ def test_zammad_headers_exact(blobs: FileBlobStore) -> None:
             env.sender.name
         ):
             problems.append(f"name {expected['from_display_name']!r} != {env.sender.name!r}")
-        for key, parties in (("to", env.to), ("cc", env.cc)):
+        for key, parties in (("to", EmailDetails.of(env).to), ("cc", EmailDetails.of(env).cc)):
             if key in expected:
                 ours = [("" if p.name == p.address else p.name, p.address) for p in parties]
                 if _pairs(expected[key]) != ours:
@@ -424,12 +425,12 @@ def test_mail_parser_expectations(blobs: FileBlobStore) -> None:
         problems = []
         if "subject" in exp and exp["subject"] != env.subject:
             problems.append(f"subject {env.subject!r}")
-        if "message_id" in exp and exp["message_id"] != env.thread_hints.message_id:
-            problems.append(f"message_id {env.thread_hints.message_id!r}")
+        if "message_id" in exp and exp["message_id"] != EmailDetails.of(env).message_id:
+            problems.append(f"message_id {EmailDetails.of(env).message_id!r}")
         pairs = {
             "from": [(env.sender.name, env.sender.address)],
-            "to": [(p.name, p.address) for p in env.to],
-            "cc": [(p.name, p.address) for p in env.cc],
+            "to": [(p.name, p.address) for p in EmailDetails.of(env).to],
+            "cc": [(p.name, p.address) for p in EmailDetails.of(env).cc],
         }
         for key in ("from", "to", "cc"):
             if key in exp and [tuple(p) for p in exp[key]] != pairs[key]:
@@ -441,13 +442,13 @@ def test_mail_parser_expectations(blobs: FileBlobStore) -> None:
         if "from_first_address" in exp and exp["from_first_address"] != env.sender.address:
             problems.append("from_first_address")
         if "to_first_address" in exp and (
-            not env.to or exp["to_first_address"] != env.to[0].address
+            not EmailDetails.of(env).to or exp["to_first_address"] != EmailDetails.of(env).to[0].address
         ):
             problems.append("to_first_address")
-        if "to_count" in exp and exp["to_count"] != len(env.to):
-            problems.append(f"to_count {len(env.to)}")
+        if "to_count" in exp and exp["to_count"] != len(EmailDetails.of(env).to):
+            problems.append(f"to_count {len(EmailDetails.of(env).to)}")
         for domain in exp.get("to_domains_include", []):
-            if not any(p.address.lower().endswith("@" + domain) for p in env.to):
+            if not any(p.address.lower().endswith("@" + domain) for p in EmailDetails.of(env).to):
                 problems.append(f"to domain {domain}")
         if "attachments_count" in exp and exp["attachments_count"] != len(env.attachments):
             problems.append(f"attachments {len(env.attachments)}")

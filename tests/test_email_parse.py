@@ -23,12 +23,14 @@ from intake.email import (
 from intake.email.headers import decode_bytes
 from intake.envelope import Envelope
 from intake.errors import IntakeUnavailable, UnparseableMessage
+from intake.email.details import EmailDetails, automated_reason
 
 FIXTURES = Path(__file__).parent / "fixtures" / "email"
 RECEIVED = datetime(2024, 3, 5, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture
+
 def blobs(tmp_path: Path) -> FileBlobStore:
     return FileBlobStore(tmp_path / "blobs", fsync=False)
 
@@ -64,8 +66,8 @@ def test_basic_fields(blobs: FileBlobStore) -> None:
     env = parse(raw, blobs)
     assert env.channel == "email"
     assert env.sender.address == "ana@customer.example" and env.sender.name == "Ana Lima"
-    assert [p.address for p in env.to] == ["support@omnidesk.test", "sales@omnidesk.test"]
-    assert [p.address for p in env.cc] == ["boss@customer.example"]
+    assert [p.address for p in EmailDetails.of(env).to] == ["support@omnidesk.test", "sales@omnidesk.test"]
+    assert [p.address for p in EmailDetails.of(env).cc] == ["boss@customer.example"]
     assert [p.address for p in env.recipients] == [
         "support@omnidesk.test",
         "sales@omnidesk.test",
@@ -75,27 +77,27 @@ def test_basic_fields(blobs: FileBlobStore) -> None:
     assert env.text == "It still does not print."
     assert "> Try again" in env.full_text
     assert env.external_id == "<CAB123.456@mail.customer.example>"
-    assert env.thread_hints.message_id == env.external_id
-    assert env.thread_hints.in_reply_to == ("<od-1042.1@omnidesk.test>",)
-    assert env.thread_hints.references == ("<od-1042.0@omnidesk.test>", "<od-1042.1@omnidesk.test>")
-    assert env.thread_hints.ticket_refs == ("OD-1042",)
+    assert EmailDetails.of(env).message_id == env.external_id
+    assert EmailDetails.of(env).in_reply_to == ("<od-1042.1@omnidesk.test>",)
+    assert EmailDetails.of(env).references == ("<od-1042.0@omnidesk.test>", "<od-1042.1@omnidesk.test>")
+    assert env.ticket_refs == ("OD-1042",)
     assert env.headers["reply-to"] == "<ana.private@customer.example>"
     assert env.received_at == RECEIVED
     assert env.raw_ref == hashlib.sha256(raw).hexdigest() and blobs.get(env.raw_ref) == raw
     assert env.html is None and env.attachments == ()
-    assert env.automated_reason() is None
+    assert _automated(env) is None
 
 
 def test_smtp_recipients_win_over_headers(blobs: FileBlobStore) -> None:
     env = parse(mail(BASIC), blobs, recipients=["help@omnidesk.test"])
     assert [p.address for p in env.recipients] == ["help@omnidesk.test"]
-    assert [p.address for p in env.to] == ["support@omnidesk.test", "sales@omnidesk.test"]
+    assert [p.address for p in EmailDetails.of(env).to] == ["support@omnidesk.test", "sales@omnidesk.test"]
 
 
 def test_ticket_prefix_is_configurable(blobs: FileBlobStore) -> None:
     env = parse(mail("From: a@b.example\nSubject: Re: [HELP-7] and HELP-9, not OD-1"), blobs,
                 ticket_prefix="HELP")  # fmt: skip
-    assert env.thread_hints.ticket_refs == ("HELP-7", "HELP-9")
+    assert env.ticket_refs == ("HELP-7", "HELP-9")
 
 
 @pytest.mark.parametrize(
@@ -105,7 +107,7 @@ def test_missing_or_invalid_message_id_gives_hash_id(blobs: FileBlobStore, messa
     raw = mail(f"From: a@b.example\n{message_id}Subject: x")
     env = parse(raw, blobs)
     assert env.external_id == "sha256:" + hashlib.sha256(raw).hexdigest()
-    assert env.thread_hints.message_id is None
+    assert EmailDetails.of(env).message_id is None
 
 
 def test_message_id_without_brackets_is_canonicalised(blobs: FileBlobStore) -> None:
@@ -179,8 +181,8 @@ Cc: alice@example.com <bob@example.com>, "John \\"Johnny\\" Doe" <john@example.c
         "LastßlName, FirstName",
         "comma.name@example.com",
     )
-    assert [(p.name, p.address) for p in env.to] == [("山田太郎", "yamada@example.jp")]
-    assert [(p.name, p.address) for p in env.cc] == [
+    assert [(p.name, p.address) for p in EmailDetails.of(env).to] == [("山田太郎", "yamada@example.jp")]
+    assert [(p.name, p.address) for p in EmailDetails.of(env).cc] == [
         ("alice@example.com", "bob@example.com"),
         ('John "Johnny" Doe', "john@example.com"),
         ("Carol C", "carol@example.com"),
@@ -287,7 +289,7 @@ def test_html_only_mail(blobs: FileBlobStore) -> None:
 def test_inline_image_and_alternative(blobs: FileBlobStore) -> None:
     env = parse((FIXTURES / "related_inline_image.eml").read_bytes(), blobs)
     assert env.sender.name == "Jürgen Müller"
-    assert [(p.name, p.address) for p in env.cc] == [
+    assert [(p.name, p.address) for p in EmailDetails.of(env).cc] == [
         ("Doe, Jane", "jane@kunde.example"),
         ("山田", "yamada@kunde.example"),
     ]
@@ -316,7 +318,7 @@ def test_nested_message_is_attachment_and_forwarded_text(blobs: FileBlobStore) -
     assert "---------- Forwarded message ---------" in env.text
     assert "Subject: Invoice 2024-117" in env.text
     assert "Grüße, the total due is 117,00 EUR." in env.text
-    assert env.loop.is_bounce is False and env.loop.bounced_message_ids == ()
+    assert EmailDetails.of(env).loop.is_bounce is False and EmailDetails.of(env).loop.bounced_message_ids == ()
 
 
 def test_attachment_names(blobs: FileBlobStore) -> None:
@@ -353,9 +355,9 @@ def test_truncated_base64_attachment_decodes_what_is_there(blobs: FileBlobStore)
 # -- loops and bounces ------------------------------------------------------------------------
 def test_dsn_bounce(blobs: FileBlobStore) -> None:
     env = parse((FIXTURES / "dsn_bounce.eml").read_bytes(), blobs)
-    assert env.loop.is_bounce and env.loop.return_path_empty
-    assert env.loop.auto_submitted == "auto-replied"
-    assert env.loop.bounced_message_ids == ("<od-1042.reply.1@omnidesk.test>",)
+    assert EmailDetails.of(env).loop.is_bounce and EmailDetails.of(env).loop.return_path_empty
+    assert EmailDetails.of(env).loop.auto_submitted == "auto-replied"
+    assert EmailDetails.of(env).loop.bounced_message_ids == ("<od-1042.reply.1@omnidesk.test>",)
     assert env.text.startswith("This is the mail system at host mx.example.net.")
     assert "Hello, we have received your request." not in env.full_text  # our own mail
     names = [(a.content_type, a.filename) for a in env.attachments]
@@ -363,7 +365,7 @@ def test_dsn_bounce(blobs: FileBlobStore) -> None:
         ("message/delivery-status", "Delivery report.txt"),
         ("message/rfc822", "Undelivered Message.eml"),
     ]
-    assert env.automated_reason() is not None
+    assert _automated(env) is not None
 
 
 def test_dsn_with_rfc822_headers_part(blobs: FileBlobStore) -> None:
@@ -377,8 +379,8 @@ def test_dsn_with_rfc822_headers_part(blobs: FileBlobStore) -> None:
         "Message-ID:\n <od-7.2@omnidesk.test>\nSubject: hi\n--r--\n",
     )
     env = parse(raw, blobs)
-    assert env.loop.is_bounce
-    assert env.loop.bounced_message_ids == ("<od-7.2@omnidesk.test>",)
+    assert EmailDetails.of(env).loop.is_bounce
+    assert EmailDetails.of(env).loop.bounced_message_ids == ("<od-7.2@omnidesk.test>",)
 
 
 def test_plain_text_bounce_from_mailer_daemon(blobs: FileBlobStore) -> None:
@@ -388,7 +390,7 @@ def test_plain_text_bounce_from_mailer_daemon(blobs: FileBlobStore) -> None:
         "Return-Path: <support@omnidesk.test>\nMessage-ID: <od-9.1@omnidesk.test>\nSubject: x\n",
     )
     env = parse(raw, blobs)
-    assert env.loop.is_bounce and env.loop.bounced_message_ids == ("<od-9.1@omnidesk.test>",)
+    assert EmailDetails.of(env).loop.is_bounce and EmailDetails.of(env).loop.bounced_message_ids == ("<od-9.1@omnidesk.test>",)
 
 
 @pytest.mark.parametrize(
@@ -413,22 +415,22 @@ def test_loop_signals(
     blobs: FileBlobStore, header: str, field: str, value: object, reason: str
 ) -> None:
     env = parse(mail(f"From: a@b.example\n{header}\nSubject: s"), blobs)
-    assert getattr(env.loop, field) == value
-    explanation = env.automated_reason()
+    assert getattr(EmailDetails.of(env).loop, field) == value
+    explanation = _automated(env)
     assert explanation is not None and reason.lower() in explanation.lower()
 
 
 def test_x_loop_keeps_every_value(blobs: FileBlobStore) -> None:
     raw = mail("From: a@b.example\nX-Loop: support@omnidesk.test\nX-Loop: helpdesk@other.example")
     env = parse(raw, blobs)
-    assert env.loop.x_loop == ("support@omnidesk.test", "helpdesk@other.example")
-    assert env.automated_reason(own_addresses=("support@omnidesk.test",)) is not None
-    assert env.automated_reason() is None
+    assert EmailDetails.of(env).loop.x_loop == ("support@omnidesk.test", "helpdesk@other.example")
+    assert _automated(env, own_addresses=("support@omnidesk.test",)) is not None
+    assert _automated(env) is None
 
 
 def test_human_mail_has_no_loop_signal(blobs: FileBlobStore) -> None:
     raw = mail("From: a@b.example\nAuto-Submitted: no\nX-Autoreply: no\nPrecedence: first-class")
-    assert parse(raw, blobs).automated_reason() is None
+    assert _automated(parse(raw, blobs)) is None
 
 
 def test_read_receipt_is_machine_mail(blobs: FileBlobStore) -> None:
@@ -440,7 +442,7 @@ def test_read_receipt_is_machine_mail(blobs: FileBlobStore) -> None:
         "manually; displayed\n--r--\n",
     )
     env = parse(raw, blobs)
-    assert not env.loop.is_bounce and env.automated_reason() is not None
+    assert not EmailDetails.of(env).loop.is_bounce and _automated(env) is not None
 
 
 # -- limits and hostile input -----------------------------------------------------------------
@@ -517,8 +519,8 @@ def test_hostile_headers_stay_cheap(blobs: FileBlobStore) -> None:
     )
     env = parse(raw, blobs)
     assert (env.sender.name, env.sender.address) == ("Ann", "ann@x.example")
-    assert env.thread_hints.references == ("<r@x.example>",)
-    assert env.cc == ()
+    assert EmailDetails.of(env).references == ("<r@x.example>",)
+    assert EmailDetails.of(env).cc == ()
 
 
 def test_random_mutations_never_crash(blobs: FileBlobStore) -> None:
@@ -657,3 +659,9 @@ def test_html_to_text_structure() -> None:
         "the docs (https://example.com/x), https://example.com, a@b.example\n\n"
         "a b\nc d\n\n  keep\n    this\n\n> quoted\n>\n> > deeper"
     )
+
+
+def _automated(env: Envelope, *, own_addresses: tuple[str, ...] = ()) -> str | None:
+    """The email adapter's verdict on a parsed message (as ``Envelope.automated``, with our
+    addresses given here)."""
+    return automated_reason(env.sender.address, EmailDetails.of(env).loop, own_addresses=own_addresses)

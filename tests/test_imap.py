@@ -20,13 +20,14 @@ import pytest
 from sqlalchemy import select
 
 from config.settings import Settings
-from intake.channels import ImapMailbox, load_channels
-from intake.imap import Checkpoints, ImapPoller, Lease, LeaseLost, start_pollers
+from intake.channels import load_channels
+from intake.email.imap.settings import ImapMailbox
+from intake.email.imap import Checkpoints, ImapPoller, Lease, LeaseLost, start_pollers
 from omnidesk.app import App
 from tests.peers import missing
 from tests.peers.dovecot import DovecotServer
 from tests.pipeline import Pipeline, make_mail
-from tickets.models import ImapLease, IntakeRow
+from tickets.models import ChannelLease, IntakeRow
 
 pytestmark = pytest.mark.dovecot
 
@@ -408,7 +409,7 @@ def test_store_unavailable_leaves_the_message_unseen_and_imports_it_later(
     account.deliver(*mails(2))
     _rename_intake(app, "intake", "intake_away")  # the intake log cannot commit
     poller = make_poller(app, account.mailbox(), account.password, backoff_base=0.1, backoff_cap=0.2)
-    with caplog.at_level(logging.WARNING, logger="intake.imap"), running(poller):
+    with caplog.at_level(logging.WARNING, logger="intake.email.imap"), running(poller):
         wait_until(lambda: poller.stats.failures >= 2, what="failed attempts")
         assert all(SEEN not in f for f in account.flags().values())  # untouched on the server
         assert Checkpoints(app.db).get("support", "INBOX").last_uid == 0  # type: ignore[union-attr]
@@ -449,7 +450,7 @@ def test_two_pollers_race_for_one_mailbox_and_only_one_holds_the_lease(app: App,
         active, standby = (a, b) if a.holding.is_set() else (b, a)
         assert standby.stats.accepted == standby.stats.duplicates == 0
         with app.db.read() as session:
-            assert session.get(ImapLease, "support").holder == active.holder  # type: ignore[union-attr]
+            assert session.get(ChannelLease, "imap:support").holder == active.holder  # type: ignore[union-attr]
 
         active.stop()  # a clean stop releases the lease: the standby takes over at once
         wait_until(standby.holding.is_set, timeout=5, what="failover")
@@ -520,7 +521,8 @@ imap:
 
 
 def test_no_channels_file_means_no_pollers(app: App) -> None:
-    assert start_pollers(app, threading.Event()) is None  # config/channels.yaml absent: a laptop
+    # config/channels.yaml absent (a laptop): the email adapter's imap runner has nothing to run.
+    assert app.registry.components()["imap"](threading.Event()) is None
 
 
 def test_channels_file_with_a_missing_password_refuses_to_start(
@@ -534,7 +536,7 @@ def test_channels_file_with_a_missing_password_refuses_to_start(
     application = App(make_settings(channels_file=channels), load_rules=False)
     try:
         with pytest.raises(ChannelsError) as error:
-            start_pollers(application, threading.Event())
+            application.registry.components()["imap"](threading.Event())
         assert error.value.errors == [
             (f"{channels}:6:19: imap[0].password_env: environment variable OMNIDESK_NOT_SET_ANYWHERE is "
              "not set; it must hold the password of mailbox 'support'")
@@ -549,7 +551,8 @@ def test_start_pollers_returns_a_stopper_for_every_mailbox(app: App, account: Ac
                         f"    security: none\n    username: {account.user}\n    password_env: PW\n")
     env = {"PW": account.password}
     account.deliver(*mails(1))
-    stopper = start_pollers(app, threading.Event(), channels=load_channels(channels, environ=env), environ=env, **FAST)
+    stopper = start_pollers(load_channels(channels, environ=env).imap, accept=app.accept_email, db=app.db,
+                            stop_event=threading.Event(), environ=env, **FAST)
     assert stopper is not None
     try:
         wait_rows(app, 1)

@@ -34,7 +34,7 @@ def _message(**payload: Any) -> OutboxMessage:
     }
     base.update(payload)
     return OutboxMessage(id=1, channel="email", kind="reply", recipient=str(base["to"]),
-                         message_id="<reply-1@example.com>", payload=base, attempts=1)
+                         idempotency_key="<reply-1@example.com>", payload=base, attempts=1)
 
 
 def _parsed(message: OutboxMessage, blobs: FileBlobStore | None = None) -> EmailMessage:

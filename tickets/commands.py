@@ -44,7 +44,6 @@ __all__ = [
     "create_ticket",
     "find_or_create_contact",
     "load_ticket",
-    "message_key",
     "ref_of_ticket",
     "tickets_by_keys",
     "tickets_by_refs",
@@ -115,11 +114,6 @@ _COUNT_OUTBOX = select(func.count()).select_from(_outbox).where(
     _outbox.c.created_at >= bindparam("since"),
     _outbox.c.state != OutboxState.SUPPRESSED.value,
 )
-
-
-def message_key(message_id: str) -> str:
-    """The thread key of a Message-ID (already in canonical ``<a@b>`` form)."""
-    return f"mid:{message_id}"
 
 
 _KEYS_IF_NEW = {
@@ -259,9 +253,13 @@ def add_outbox(
     channel: str,
     kind: str,
     recipient: str,
-    message_id: str,
+    idempotency_key: str,
     payload: Mapping[str, Any],
+    thread_keys: Iterable[str] = (),
 ) -> int:
+    """One outbox row, in the caller's transaction. ``thread_keys`` (the composer's: our
+    Message-ID for email) are recorded against the ticket: whatever answers this message cites
+    them, and must lead back to the ticket."""
     now = utcnow()
     values = {
         "ticket_id": ticket_id,
@@ -269,7 +267,7 @@ def add_outbox(
         "channel": channel,
         "kind": kind,
         "recipient": recipient,
-        "message_id": message_id,
+        "idempotency_key": idempotency_key,
         "payload": dict(payload),
         "state": OutboxState.PENDING.value,
         "attempts": 0,
@@ -277,9 +275,8 @@ def add_outbox(
         "created_at": now,
     }
     outbox_id = int(conn.execute(_INSERT_OUTBOX, values).scalar_one())
-    if ticket_id is not None:
-        # Whatever answers this message cites its Message-ID: it must lead back to the ticket.
-        add_thread_keys(conn, ticket_id, [message_key(message_id)])
+    if ticket_id is not None and thread_keys:
+        add_thread_keys(conn, ticket_id, thread_keys)
     return outbox_id
 
 

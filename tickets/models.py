@@ -101,6 +101,7 @@ class Direction(StrEnum):
     INBOUND = "inbound"
     OUTBOUND = "outbound"
     NOTE = "note"
+    EVENT = "event"  # what happened to the ticket: a delivery failure, a status change
 
 
 class IntakeState(StrEnum):
@@ -113,6 +114,8 @@ class OutboxState(StrEnum):
     PENDING = "pending"  # waiting for (another) attempt at next_attempt_at
     SENDING = "sending"  # claimed by a dispatcher; a stale claim is retried by the sweeper
     SENT = "sent"
+    DELIVERED = "delivered"  # the provider reported it reached the customer's device
+    READ = "read"  # ... and that it was read (WhatsApp)
     FAILED = "failed"  # gave up, or the provider reported a permanent failure (bounce)
     SUPPRESSED = "suppressed"  # decided not to send (e.g. the contact's auto-reply cap)
 
@@ -247,6 +250,11 @@ class IntakeRow(Base):
     routed_at: Mapped[datetime | None]
     # Last time the sweeper re-enqueued this row (so one sweep does not repeat the last one).
     swept_at: Mapped[datetime | None]
+    # How often the sweeper re-enqueued it: not failures (``attempts`` counts those).
+    sweeps: Mapped[int] = mapped_column(Integer, default=0)
+    # What the transport knew beside the raw bytes (SMTP RCPT TO, an HTTP content type): a
+    # replay parses the payload with it exactly as intake did.
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
     __table_args__ = (
         UniqueConstraint("channel", "external_id", name="uq_intake_channel_external_id"),
@@ -265,14 +273,18 @@ class OutboxRow(Base):
     channel: Mapped[str] = mapped_column(String(20))
     kind: Mapped[str] = mapped_column(String(20))  # ack | reply | notify
     recipient: Mapped[str] = mapped_column(String(320))
-    # Our Message-ID (email) or idempotency key: a resend carries the same one.
-    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    # The key a resend carries, chosen by the channel's composer: our Message-ID for email, a
+    # key of our own for Twilio and Slack. Delivery reports find their row by it (or provider_id).
+    idempotency_key: Mapped[str] = mapped_column(String(998), unique=True)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     state: Mapped[str] = mapped_column(String(16), default=OutboxState.PENDING.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     claimed_at: Mapped[datetime | None]
-    provider_id: Mapped[str | None] = mapped_column(String(300))
+    # The process (``ProcessHeartbeat.id``) that claimed the row: a claim of a dead process is
+    # released as soon as its heartbeat stops, not after the whole lease.
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    provider_id: Mapped[str | None] = mapped_column(String(300), index=True)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
@@ -292,38 +304,42 @@ class QueueCursor(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)
 
 
-# --- IMAP intake state (issue 4) -------------------------------------------------------------------
-class ImapCheckpoint(Base):
-    """How far one mailbox folder has been imported: its UIDVALIDITY and the last UID done.
+# --- per-channel intake state ---------------------------------------------------------------------
+class ChannelCursor(Base):
+    """How far one stream of a channel has been imported (an IMAP folder, a provider's event feed).
 
-    UIDs mean something only together with the folder's UIDVALIDITY (and the account they belong
-    to): when either differs from what is stored here, the poller re-scans the folder from UID 1
-    and the intake log's unique key drops what was already imported.
+    ``position`` counts within an ``epoch`` (for IMAP: the account and the folder's UIDVALIDITY):
+    it never goes back within one, and a new epoch starts it over. The intake log's unique key
+    makes a re-import after a reset harmless.
     """
 
-    __tablename__ = "imap_checkpoints"
+    __tablename__ = "channel_cursors"
 
-    mailbox: Mapped[str] = mapped_column(String(100), primary_key=True)
-    folder: Mapped[str] = mapped_column(String(500), primary_key=True)
-    account: Mapped[str] = mapped_column(String(600), default="")  # username@host the UIDs belong to
-    # UIDVALIDITY and UIDs are unsigned 32-bit: past PostgreSQL's INTEGER.
-    uidvalidity: Mapped[int] = mapped_column(BigInteger)
-    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    stream: Mapped[str] = mapped_column(String(700), primary_key=True)  # e.g. imap:support/INBOX
+    epoch: Mapped[str] = mapped_column(String(700), default="")
+    position: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-class ImapLease(Base):
-    """Who polls a mailbox right now: one poller per mailbox across machines, until ``expires_at``.
+class ChannelLease(Base):
+    """Who works a channel resource right now (one poller per mailbox across machines)."""
 
-    The holder renews the lease while it polls; another poller takes it over once it has expired.
-    """
+    __tablename__ = "channel_leases"
 
-    __tablename__ = "imap_leases"
-
-    mailbox: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # e.g. imap:support
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime]
     acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-__all__ += ["ImapCheckpoint", "ImapLease"]
+class ProcessHeartbeat(Base):
+    """A live process that claims work (outbox rows): it beats every few seconds while it runs."""
+
+    __tablename__ = "process_heartbeats"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # host:pid:random
+    beat_at: Mapped[datetime] = mapped_column(index=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+__all__ += ["ChannelCursor", "ChannelLease", "ProcessHeartbeat"]

@@ -87,6 +87,21 @@ def get_ticket(session: Session, ref: str) -> dict[str, Any] | None:
     return out
 
 
+def count_tickets(session: Session, *, status: str | None = None, queue: str | None = None) -> int:
+    query = select(func.count(Ticket.id))
+    if status:
+        query = query.where(Ticket.status == status)
+    if queue:
+        query = query.where(Ticket.queue == queue)
+    return int(session.execute(query).scalar_one())
+
+
+def count_quarantine(session: Session) -> int:
+    return int(session.execute(
+        select(func.count(IntakeRow.id)).where(IntakeRow.state == IntakeState.QUARANTINED.value)
+    ).scalar_one())
+
+
 def list_quarantine(session: Session, *, limit: int = 100) -> list[dict[str, Any]]:
     rows = session.execute(
         select(IntakeRow)
@@ -104,6 +119,9 @@ def list_quarantine(session: Session, *, limit: int = 100) -> list[dict[str, Any
             "reason": r.error,
             "raw_sha256": r.raw_sha256,
             "attempts": r.attempts,
+            "sweeps": r.sweeps,
+            "envelope": r.envelope,
+            "meta": r.meta,
         }
         for r in rows
     ]

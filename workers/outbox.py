@@ -3,9 +3,12 @@
 A row moves ``pending`` → ``sending`` (claimed by exactly one dispatcher, by a conditional
 update) → ``sent`` with the provider's id. A failure puts it back to ``pending`` with an
 exponential backoff, or ``failed`` when the error is permanent or attempts run out. A dispatcher
-that dies between sending and recording leaves the row ``sending``; after a lease the sweeper
-hands it out again. For email that resend carries the same Message-ID, so receiving systems
-drop the copy; Twilio and Slack senders reconcile by the recorded idempotency key first.
+that dies between sending and recording leaves the row ``sending``; the sweeper hands it out
+again as soon as the claiming process's heartbeat stops (``workers.heartbeat``: within
+``OMNIDESK_PROCESS_DEAD_SECONDS`` plus one sweep interval), or after the whole lease when the
+claimer is alive but stuck. For email that resend carries the same Message-ID (the row's
+idempotency key), so receiving systems drop the copy; Twilio and Slack senders reconcile by the
+recorded idempotency key first.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 
 from tickets.db import Database
-from tickets.models import OutboxRow, OutboxState, table_of, utcnow
+from tickets.models import OutboxRow, OutboxState, ProcessHeartbeat, table_of, utcnow
 from workers.errors import PermanentDeliveryError, TemporaryDeliveryError
 
 __all__ = ["OutboxDispatcher", "OutboxMessage", "Sender"]
@@ -35,9 +38,10 @@ _CLAIM = (
         _outbox.c.state == OutboxState.PENDING.value,
         _outbox.c.next_attempt_at <= bindparam("now"),
     )
-    .values(state=OutboxState.SENDING.value, claimed_at=bindparam("now"), attempts=_outbox.c.attempts + 1)
-    .returning(_outbox.c.channel, _outbox.c.kind, _outbox.c.recipient, _outbox.c.message_id,
-               _outbox.c.payload, _outbox.c.attempts)
+    .values(state=OutboxState.SENDING.value, claimed_at=bindparam("now"), claimed_by=bindparam("by"),
+            attempts=_outbox.c.attempts + 1)
+    .returning(_outbox.c.channel, _outbox.c.kind, _outbox.c.recipient, _outbox.c.idempotency_key,
+               _outbox.c.payload, _outbox.c.attempts, _outbox.c.ticket_id)
 )
 _FINISH = (
     update(_outbox)
@@ -59,9 +63,16 @@ class OutboxMessage:
     channel: str
     kind: str
     recipient: str
-    message_id: str
+    # The key a resend carries: our Message-ID for email (the sender sets it as the header).
+    idempotency_key: str
     payload: Mapping[str, object]
     attempts: int
+    ticket_id: int | None = None
+
+    @property
+    def message_id(self) -> str:
+        """The email name of the idempotency key."""
+        return self.idempotency_key
 
 
 class Sender(Protocol):
@@ -83,6 +94,8 @@ class OutboxDispatcher:
         base_backoff: timedelta = timedelta(seconds=5),
         max_backoff: timedelta = timedelta(minutes=30),
         lease: timedelta = timedelta(minutes=2),
+        dead_after: timedelta = timedelta(seconds=20),
+        process_id: str = "",
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.db = db
@@ -91,13 +104,16 @@ class OutboxDispatcher:
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
         self.lease = lease
+        self.dead_after = dead_after
+        # The heartbeat id of this process (``workers.heartbeat``); claims carry it.
+        self.process_id = process_id
         self.clock = clock
 
     def deliver(self, outbox_id: int) -> str:
         """Try to send one row; returns the row's state afterwards ('' when not ours to send)."""
         now = self.clock()
         with self.db.write_connection() as conn:
-            row = conn.execute(_CLAIM, {"oid": outbox_id, "now": now}).first()
+            row = conn.execute(_CLAIM, {"oid": outbox_id, "now": now, "by": self.process_id or None}).first()
         if row is None:
             return ""
         message = OutboxMessage(
@@ -105,9 +121,10 @@ class OutboxDispatcher:
             channel=row.channel,
             kind=row.kind,
             recipient=row.recipient,
-            message_id=row.message_id,
+            idempotency_key=row.idempotency_key,
             payload=dict(row.payload),
             attempts=row.attempts,
+            ticket_id=row.ticket_id,
         )
         sender = self.senders.get(message.channel)
         try:
@@ -135,6 +152,13 @@ class OutboxDispatcher:
         }
         with self.db.write_connection() as conn:
             conn.execute(_FINISH, values)
+            if state is OutboxState.FAILED and message.ticket_id is not None:
+                # The agent must see that the customer did not get it, and why.
+                from tickets.commands import add_message
+                from tickets.models import Direction
+
+                add_message(conn, message.ticket_id, direction=Direction.EVENT, channel=message.channel,
+                            text=f"Delivery of a {message.kind} to {message.recipient} failed: {error}")
         if state is OutboxState.FAILED:
             log.error("outbox %s to %s failed for good: %s", message.id, message.recipient, error)
         return state.value
@@ -160,10 +184,23 @@ class OutboxDispatcher:
         The grace keeps the sweeper off rows the routing job has just enqueued itself.
         """
         now = self.clock()
+        alive = select(ProcessHeartbeat.id).where(ProcessHeartbeat.beat_at >= now - self.dead_after)
         with self.db.write() as session:
+            # A claim is released when its lease ran out, or at once when the claiming process
+            # stopped beating (killed, its machine gone): no need to wait out the lease.
             session.execute(
                 update(OutboxRow)
-                .where(OutboxRow.state == OutboxState.SENDING.value, OutboxRow.claimed_at < now - self.lease)
+                .where(
+                    OutboxRow.state == OutboxState.SENDING.value,
+                    or_(
+                        OutboxRow.claimed_at < now - self.lease,
+                        and_(
+                            OutboxRow.claimed_by.is_not(None),
+                            OutboxRow.claimed_at < now - self.dead_after,
+                            OutboxRow.claimed_by.not_in(alive),
+                        ),
+                    ),
+                )
                 .values(state=OutboxState.PENDING.value, last_error="claim expired; retrying")
             )
             rows = session.execute(

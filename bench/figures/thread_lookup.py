@@ -68,7 +68,7 @@ _FILL = [
        FROM (SELECT t, now() - (t %% 400) * interval '1 day' AS ts
              FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) AS t) s""",
     """INSERT INTO thread_keys (key, ticket_id, created_at)
-       SELECT 'mid:<fill-' || t || '-' || k || '@fill.example>', t + %(dt)s::bigint, now()
+       SELECT 'email:mid:<fill-' || t || '-' || k || '@fill.example>', t + %(dt)s::bigint, now()
        FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) AS t, (VALUES ('a'), ('b')) AS v(k)""",
     """INSERT INTO intake (id, channel, external_id, received_at, logged_at, state, envelope,
                           raw_sha256, source, attempts, error, ticket_id, routed_at, swept_at)
@@ -88,7 +88,7 @@ _FILL = [
               NULL, '[]'::jsonb, '<fill-' || t || '-a@fill.example>',
               '{"kind": "new_ticket", "rules": []}'::jsonb, now()
        FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) AS t""",
-    f"""INSERT INTO outbox (id, ticket_id, contact_id, channel, kind, recipient, message_id, payload,
+    f"""INSERT INTO outbox (id, ticket_id, contact_id, channel, kind, recipient, idempotency_key, payload,
                           state, attempts, next_attempt_at, claimed_at, provider_id, last_error,
                           created_at, sent_at)
        SELECT t + %(do)s::bigint, t + %(dt)s::bigint, {_C}, 'email', 'ack',
@@ -185,8 +185,12 @@ class _Routing:
                             rules_file=RULES_FILE)
         self.db = Database(url)
         rules = load_rules(RULES_FILE)
-        self.router = Router(self.db, settings, rules=lambda: rules)
-        self.log = IntakeLog(self.db, FileBlobStore(self.tmp), on_logged=None)
+        from intake.registry import Registry
+
+        blobs = FileBlobStore(self.tmp)
+        self.router = Router(self.db, settings, composer=Registry.offline(settings, self.db, blobs),
+                             rules=lambda: rules)
+        self.log = IntakeLog(self.db, blobs, on_logged=None)
         corpus = Corpus.load(ctx.corpus_dir())
         self.roots = [_MID.sub(b"", m.raw, count=1) for m in corpus.messages if m.parent_id is None]
         self.round = 0
@@ -224,7 +228,7 @@ def _measure(ctx: Context, url: str, routing: _Routing, tickets: int) -> dict[st
             clock = time.perf_counter
             for i in range(lookups + 20):
                 a, b = rng.randint(1, tickets), rng.randint(1, tickets)
-                keys = [f"mid:<fill-{a}-a@fill.example>", f"mid:<fill-{b}-b@fill.example>",
+                keys = [f"email:mid:<fill-{a}-a@fill.example>", f"email:mid:<fill-{b}-b@fill.example>",
                         f"mid:<unknown-{rng.random()}@elsewhere.example>"]
                 with conn.begin():
                     conn.exec_driver_sql("SELECT 1")

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from email.message import Message
 
 from intake.email.headers import canonical_message_id, decode_bytes, decode_header_value
-from intake.envelope import LoopSignals
+from intake.email.details import LoopSignals
 
 __all__ = [
     "AUTO_RESPONSE_HEADERS",

@@ -59,7 +59,8 @@ from intake.email.mime import (
     unflow,
 )
 from intake.email.reply import split_reply
-from intake.envelope import AttachmentRef, Channel, Envelope, Party, PartyKind, ThreadHints
+from intake.email.details import EmailDetails, email_envelope
+from intake.envelope import AttachmentRef, Envelope, Party, PartyKind
 from intake.errors import IntakeUnavailable, UnparseableMessage
 
 __all__ = ["ParseLimits", "parse_email"]
@@ -92,6 +93,8 @@ def parse_email(
     recipients: Sequence[str] = (),
     ticket_prefix: str = "OD",
     limits: ParseLimits = ParseLimits(),  # noqa: B008 - frozen, shared safely
+    own_domains: Sequence[str] = (),
+    own_addresses: Sequence[str] = (),
 ) -> Envelope:
     """Raw RFC 5322 bytes -> ``Envelope(channel="email")``.
 
@@ -111,7 +114,8 @@ def parse_email(
     header_end = header_block_size(raw)
     check_header_block(header_end, limits)
     try:
-        return _parse(raw, header_end, blobs, received_at, recipients, ticket_prefix, limits)
+        return _parse(raw, header_end, blobs, received_at, recipients, ticket_prefix, limits,
+                      own_domains, own_addresses)
     except UnparseableMessage:
         raise
     except _BlobFailure as exc:
@@ -137,6 +141,8 @@ def _parse(
     recipients: Sequence[str],
     ticket_prefix: str,
     limits: ParseLimits,
+    own_domains: Sequence[str] = (),
+    own_addresses: Sequence[str] = (),
 ) -> Envelope:
     parsed_bytes = _repair_headers(raw, header_end)
     message = BytesParser(policy=_POLICY).parsebytes(parsed_bytes)
@@ -198,34 +204,35 @@ def _parse(
         if name.lower() == "references":
             references.extend(i for i in extract_message_ids(value) if i not in references)
 
-    return Envelope(
-        channel=Channel.EMAIL,
+    return email_envelope(
         external_id=message_id or f"sha256:{hashlib.sha256(raw).hexdigest()}",
         received_at=received_at,
         sender=sender,
         recipients=rcpts,
-        to=to,
-        cc=cc,
         subject=subject,
         text=text,
         full_text=full_text,
         html=sanitize_html(html_source) if html_source.strip() else None,
         attachments=tuple(walker.attachments),
-        thread_hints=ThreadHints(
+        details=EmailDetails(
             message_id=message_id,
             in_reply_to=extract_message_ids(first.get("in-reply-to", "")),
             references=tuple(references),
-            ticket_refs=find_ticket_refs(subject, ticket_prefix),
+            to=to,
+            cc=cc,
+            loop=build_loop_signals(
+                items,
+                is_bounce=is_bounce,
+                bounced_ids=bounced,
+                content_type=content_type,
+                report_type=report_type,
+            ),
         ),
-        loop=build_loop_signals(
-            items,
-            is_bounce=is_bounce,
-            bounced_ids=bounced,
-            content_type=content_type,
-            report_type=report_type,
-        ),
+        ticket_refs=find_ticket_refs(subject, ticket_prefix),
         headers=_header_dict(items, hints),
         raw_ref=_put(blobs, raw),
+        own_domains=own_domains,
+        own_addresses=own_addresses,
     )
 
 

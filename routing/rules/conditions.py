@@ -19,7 +19,6 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from intake.envelope import Channel
 from routing.facts import HISTORY_FACTS, TICKET_FIELDS
 from routing.rules.errors import Issue, Path, did_you_mean, format_path
 from routing.rules.message import (
@@ -29,7 +28,7 @@ from routing.rules.message import (
     normalise,
 )
 from routing.rules.schema import PRIORITIES, STATUSES
-from routing.rules.yamlpos import YamlDocument
+from config.yamlpos import YamlDocument
 
 __all__ = [
     "COMBINATORS",
@@ -59,7 +58,16 @@ NUMBER_OPERATORS = ("gt", "gte", "lt", "lte")
 OPERATORS = TEXT_OPERATORS + NUMBER_OPERATORS
 # Directory facts most files use; columns of the customers directory are added to these.
 BUILTIN_CUSTOMER_FACTS = ("name", "tier")
-CHANNELS = tuple(c.value for c in Channel)
+
+
+def channel_names() -> tuple[str, ...]:
+    """The channels a ``channel:`` condition may name: those of the installed adapters (plus the
+    shipped ones still to come, so a rules file can name them before they are connected)."""
+    from intake.registry import adapter_classes
+
+    shipped = ("email", "webform", "sms", "whatsapp", "voice", "slack", "chat")
+    return tuple(dict.fromkeys((*shipped, *(c for cls in adapter_classes() for c in cls.channels))))
+
 
 # (rank, keys): the message must produce one of ``keys`` for the condition to hold. Lower rank =
 # more selective (a keyword or a sender address narrows far more than a channel does).
@@ -545,7 +553,7 @@ def _check_values(
     allowed: tuple[str, ...] | None = None
     what = ""
     if field_key == "channel":
-        allowed, what = CHANNELS, "channel"
+        allowed, what = channel_names(), "channel"
     elif field_key == "ticket:status":
         allowed, what = STATUSES, "status"
     elif field_key == "ticket:priority":

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from routing.rules.errors import Issue, Path
-from routing.rules.yamlpos import YamlDocument
+from config.yamlpos import YamlDocument
 
 __all__ = ["IDENTITY_KEYS", "Directory", "parse_csv", "parse_inline"]
 

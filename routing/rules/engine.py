@@ -196,14 +196,15 @@ class RuleSet:
         return self.directory.lookup(address)
 
     def render_auto_reply(
-        self, template: str, language: str | None, context: Mapping[str, str]
+        self, template: str, language: str | None, context: Mapping[str, str], channel: str | None = None
     ) -> tuple[str, str]:
-        """(subject, body) of a template in the customer's language (or the default one)."""
+        """(subject, body) of a template in the customer's language (or the default one), the
+        channel's own variant when the template has one (``en.sms``)."""
         try:
             found = self.templates[template]
         except KeyError:
             raise KeyError(f"unknown auto-reply template {template!r}") from None
-        return found.render(language, self.default_language, context)
+        return found.render(language, self.default_language, context, channel)
 
     def summary(self) -> str:
         def count(n: int, word: str) -> str:

@@ -193,7 +193,7 @@ def explain(ruleset: RuleSet, envelope: Envelope, facts: Facts) -> Explanation:
 def _message(ruleset: RuleSet, m: Any) -> dict[str, Any]:
     env: Envelope = m.envelope
     out: dict[str, Any] = {
-        "channel": env.channel.value,
+        "channel": env.channel,
         "from": env.sender.address,
         "to": [p.address for p in env.recipients],
         "subject": env.subject,

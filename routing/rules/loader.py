@@ -42,7 +42,7 @@ from routing.rules.templates import (
     load_template_folder,
     parse_template_text,
 )
-from routing.rules.yamlpos import YamlDocument, parse_yaml
+from config.yamlpos import YamlDocument, parse_yaml
 
 __all__ = ["check_rules_file", "load_rules", "load_rules_text"]
 
@@ -297,7 +297,7 @@ class _Loader:
             for name, variants in self.named_section(raw, "templates"):
                 found[name] = self.template_variants(name, variants)
         for name, variants in found.items():
-            if variants and default_language not in variants:
+            if variants and not any(v.partition(".")[0] == default_language for v in variants):
                 message = (
                     f"template {name!r} has no {default_language!r} variant (defaults.language); "
                     f"it has: {', '.join(sorted(variants))}"
@@ -319,11 +319,17 @@ class _Loader:
             return {}
         out: dict[str, tuple[TemplateText, TemplateText]] = {}
         for lang, item in raw.items():
+            # "en", or "en.sms": the English variant for one channel (short for SMS, say).
+            code, _, channel = lang.partition(".") if isinstance(lang, str) else ("", "", "")
             if not (
-                isinstance(lang, str) and lang.isalpha() and lang.islower() and 2 <= len(lang) <= 3
+                code.isalpha() and code.islower() and 2 <= len(code) <= 3
+                and (not channel or re.fullmatch(r"[a-z][a-z0-9_-]{0,19}", channel))
             ):
                 self.fail_at(
-                    (*path, lang), f"{lang!r} is not a language code such as en, de or pt", key=True
+                    (*path, lang),
+                    f"{lang!r} is not a language code such as en, de or pt (or a language and a "
+                    "channel, such as en.sms)",
+                    key=True,
                 )
                 continue
             spec = self.model(TemplateVariant, item, (*path, lang))

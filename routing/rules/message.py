@@ -207,7 +207,7 @@ class Message:
         if key == "to":
             return tuple(p.address for p in env.recipients)
         if key == "channel":
-            return (env.channel.value,)
+            return (env.channel,)
         if key == "language":
             return (self.language,) if self.language else ()
         if key.startswith("header:"):

@@ -99,12 +99,23 @@ def replay(
     samples: int = 3,
 ) -> ReplayReport:
     """Compare decisions; ``messages`` yields (a key to show, e.g. a ticket ref, envelope, facts)."""
+    from routing.decide import Policy, decide
+    from routing.situation import Situation
+
     report = ReplayReport(current.source, candidate.source)
+    policy = Policy(auto_reply_limit_per_hour=1 << 30)  # the cap depends on traffic, not rules
     for key, envelope, facts in messages:
         report.total += 1
-        before = current.evaluate(envelope, facts)
-        after = candidate.evaluate(envelope, facts)
-        if before.actions == after.actions:
+        # The router's own decide(), on the situation as stored: every policy exists once.
+        situation = Situation(now=facts.now, thread=None, ticket=None, linked_ref=None, contact=None,
+                              facts=facts, auto_replies_last_hour=0)
+        decided_before = decide(envelope, situation, current, policy)
+        decided_after = decide(envelope, situation, candidate, policy)
+        before = Evaluation(decided_before.rules, decided_before.actions)
+        after = Evaluation(decided_after.rules, decided_after.actions)
+        if before.actions == after.actions and (
+            decided_before.auto_reply_suppressed == decided_after.auto_reply_suppressed
+        ):
             continue
         report.changed += 1
         old, new = before.actions, after.actions

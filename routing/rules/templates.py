@@ -108,22 +108,29 @@ class Template:
     variants: Mapping[str, tuple[TemplateText, TemplateText]]  # language → (subject, body)
 
     def variant(
-        self, language: str | None, default_language: str
+        self, language: str | None, default_language: str, channel: str | None = None
     ) -> tuple[TemplateText, TemplateText]:
-        """The customer's language, else its base language (pt-br → pt), else the default."""
+        """The customer's language, else its base language (pt-br → pt), else the default; for
+        each, the channel's own variant (``en.sms``) first when there is one."""
+        languages: list[str] = []
         if language:
             wanted = language.casefold().replace("_", "-")
-            for candidate in (wanted, wanted.split("-")[0]):
-                if candidate in self.variants:
-                    return self.variants[candidate]
-        if default_language in self.variants:
-            return self.variants[default_language]
+            languages += [wanted, wanted.split("-")[0]]
+        languages.append(default_language)
+        for candidate in dict.fromkeys(languages):
+            for key in ((f"{candidate}.{channel}",) if channel else ()) + (candidate,):
+                if key in self.variants:
+                    return self.variants[key]
         return next(iter(self.variants.values()))
 
     def render(
-        self, language: str | None, default_language: str, context: Mapping[str, str]
+        self,
+        language: str | None,
+        default_language: str,
+        context: Mapping[str, str],
+        channel: str | None = None,
     ) -> tuple[str, str]:
-        subject, body = self.variant(language, default_language)
+        subject, body = self.variant(language, default_language, channel)
         # Subjects are one line: a newline in a value (a customer's subject) must not break it.
         return " ".join(subject.render(context).split()), body.render(context)
 

@@ -110,7 +110,7 @@ def compose_email(message: OutboxMessage, blobs: BlobStore | None = None) -> Com
     mail["To"] = to_header
     mail["Subject"] = _header_text(_one_line(p.get("subject", "")))  # type: ignore[assignment]
     mail["Date"] = format_datetime(utcnow())
-    mail["Message-ID"] = _one_line(message.message_id)
+    mail["Message-ID"] = _one_line(message.idempotency_key)
     if p.get("in_reply_to"):
         mail["In-Reply-To"] = _one_line(p["in_reply_to"])
     references = p.get("references") or []
@@ -173,7 +173,7 @@ class SmtpSender:
             raise TemporaryDeliveryError(f"{exc.__class__.__name__}: {exc}") from exc
         if refused:
             raise PermanentDeliveryError(f"recipient refused: {refused}")
-        return message.message_id
+        return message.idempotency_key
 
     def _send(self, mail: ComposedMail) -> dict[str, tuple[int, bytes]]:
         """Send over this thread's open connection, opening (or reopening) it as needed.
@@ -234,3 +234,9 @@ def email_sender_from_url(url: str, data_dir: Path, blobs: BlobStore | None = No
     if url:
         return SmtpSender(url, blobs=blobs)
     return FileDropSender(data_dir / "sent-mail", blobs=blobs)
+
+
+def senders(settings: Any, blobs: BlobStore) -> dict[str, Any]:
+    """The email sender of these settings: SMTP when an outbound URL is set, else .eml files."""
+    url = settings.outbound_smtp_url.get_secret_value()
+    return {"email": email_sender_from_url(url, settings.data_dir, blobs)}

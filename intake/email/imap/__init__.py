@@ -4,8 +4,9 @@
     state.py       the database side: folder checkpoints (UIDVALIDITY + last UID) and leases
     poller.py      ImapPoller: one mailbox folder, IDLE or polling, acknowledge after commit
 
-``start_pollers(app, stop_event)`` is what ``omnidesk imap`` and ``omnidesk run`` call: one thread
-per configured mailbox, or None when the channels file configures none.
+``start_pollers(mailboxes, accept=..., db=...)`` is what the email adapter's ``imap`` runner calls
+(``omnidesk imap``, ``omnidesk run``): one thread per configured mailbox, or None when the
+channels file configures none.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from intake.channels import ChannelsConfig, ChannelsError, ImapMailbox, configured_channels
-from intake.imap.poller import ImapPoller, PollerStats, holder_id
-from intake.imap.state import Checkpoints, Lease, LeaseLost
-
-if TYPE_CHECKING:
-    from omnidesk.app import App
+from intake.channels import ChannelsError
+from intake.email.imap.poller import Accept, ImapPoller, PollerStats, holder_id
+from intake.email.imap.settings import ImapMailbox
+from intake.email.imap.state import Checkpoints, Lease, LeaseLost
+from tickets.db import Database
 
 __all__ = [
     "Checkpoints",
@@ -71,43 +71,37 @@ class PollerGroup:
 
 
 def start_pollers(
-    app: App,
-    stop_event: threading.Event | None = None,
+    mailboxes: list[ImapMailbox],
     *,
-    channels: ChannelsConfig | None = None,
+    accept: Accept,
+    db: Database,
+    stop_event: threading.Event | None = None,
     environ: Mapping[str, str] | None = None,
     **options: Any,
 ) -> Callable[[], None] | None:
-    """Start one poller thread per mailbox of the channels file; None when there is none.
+    """Start one poller thread per mailbox; None when there is none.
 
-    Raises ``ChannelsError`` (every problem, with file positions) when the channels file is invalid
-    or a password variable is missing: the service must not start half-configured. ``options``
-    go to each ``ImapPoller`` (batch_size, lease_seconds, tick, ...).
+    Raises ``ChannelsError`` when a password variable is missing: the service must not start
+    half-configured. ``options`` go to each ``ImapPoller`` (batch_size, lease_seconds, tick, ...).
     """
+    if not mailboxes:
+        log.debug("no IMAP mailboxes configured")
+        return None
     try:
-        config = channels if channels is not None else configured_channels(app.settings, environ=environ)
+        pollers = [
+            build_poller(mailbox, accept=accept, db=db, environ=environ,
+                         stop_events=(stop_event,) if stop_event else (), **options)
+            for mailbox in mailboxes
+        ]
     except ChannelsError as exc:
         log.error("%s", exc)
         raise
-    if not config.imap:
-        log.debug("no IMAP mailboxes configured")
-        return None
-    pollers = [
-        build_poller(app, mailbox, environ=environ, stop_events=(stop_event,) if stop_event else (), **options)
-        for mailbox in config.imap
-    ]
     group = PollerGroup(pollers).start()
     log.info("IMAP pollers started for %s", ", ".join(p.name for p in pollers))
     return group
 
 
 def build_poller(
-    app: App, mailbox: ImapMailbox, *, environ: Mapping[str, str] | None = None, **options: Any
+    mailbox: ImapMailbox, *, accept: Accept, db: Database, environ: Mapping[str, str] | None = None, **options: Any
 ) -> ImapPoller:
-    return ImapPoller(
-        mailbox,
-        password=mailbox.password(environ),
-        accept=app.accept_email,
-        db=app.db,
-        **options,
-    )
+    return ImapPoller(mailbox, password=mailbox.password(environ), accept=accept, db=db, **options)

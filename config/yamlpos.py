@@ -18,7 +18,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.resolver import VersionedResolver
 
-from routing.rules.errors import Issue, Path, format_path
+from config.issues import Issue, Path, format_path
 
 __all__ = ["YamlDocument", "parse_yaml"]
 

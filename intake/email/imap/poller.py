@@ -47,16 +47,16 @@ from typing import Any, Protocol
 from imapclient import IMAPClient
 from imapclient.imapclient import DELETED, SEEN
 
-from intake.channels import ImapMailbox
+from intake.email.imap.settings import ImapMailbox
 from intake.errors import IntakeUnavailable
-from intake.imap.connection import (
+from intake.email.imap.connection import (
     Capabilities,
     capabilities,
     close_quietly,
     connect,
     describe_error,
 )
-from intake.imap.state import Checkpoints, Lease, LeaseLost
+from intake.email.imap.state import Checkpoints, Lease, LeaseLost
 from tickets.db import Database
 
 __all__ = ["Accept", "ImapPoller", "PollerStats", "holder_id"]
@@ -136,7 +136,7 @@ class ImapPoller:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.timeout = timeout
-        self.lease = Lease(db, mailbox.name, self.holder, ttl=lease_seconds)
+        self.lease = Lease(db, f"imap:{mailbox.name}", self.holder, ttl=lease_seconds)
         self.standby_seconds = standby_seconds if standby_seconds is not None else max(tick, lease_seconds / 3)
         self.checkpoints = Checkpoints(db)
         self.account = f"{mailbox.username}@{mailbox.host}"

@@ -1,86 +1,31 @@
-"""What the IMAP pollers keep in the database: folder checkpoints and poller leases.
+"""Leases: one holder per named channel resource at a time, across processes and machines.
 
-Both work the same on SQLite and PostgreSQL: an insert that ignores a conflict, then a conditional
+Works the same on SQLite and PostgreSQL: an insert that ignores a conflict, then a conditional
 update whose row count says who won. No row locks are held between statements.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tickets.db import Database
-from tickets.models import ImapCheckpoint, ImapLease, utcnow
+from tickets.models import ChannelLease, utcnow
 
-__all__ = ["Checkpoint", "Checkpoints", "Lease", "LeaseLost"]
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    account: str
-    uidvalidity: int
-    last_uid: int
-
-
-class Checkpoints:
-    """Per (mailbox, folder): the UIDVALIDITY and the last UID whose message is safely imported."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    def get(self, mailbox: str, folder: str) -> Checkpoint | None:
-        with self.db.read() as session:
-            row = session.get(ImapCheckpoint, (mailbox, folder))
-            if row is None:
-                return None
-            return Checkpoint(row.account, int(row.uidvalidity), int(row.last_uid))
-
-    def save(self, mailbox: str, folder: str, *, account: str, uidvalidity: int, last_uid: int) -> None:
-        """Record progress. For the same account and UIDVALIDITY the last UID never goes back
-        (a slower poller that lost its lease cannot undo the work of the one that took over)."""
-        dialect = sqlite if self.db.is_sqlite else postgresql
-        now = utcnow()
-        with self.db.write() as session:
-            inserted = session.execute(
-                dialect.insert(ImapCheckpoint)
-                .values(mailbox=mailbox, folder=folder, account=account, uidvalidity=uidvalidity,
-                        last_uid=last_uid, updated_at=now)
-                .on_conflict_do_nothing(index_elements=["mailbox", "folder"])
-                .returning(ImapCheckpoint.mailbox)
-            ).scalar_one_or_none()
-            if inserted is not None:
-                return
-            row = session.execute(
-                select(ImapCheckpoint).where(ImapCheckpoint.mailbox == mailbox, ImapCheckpoint.folder == folder)
-                .with_for_update()
-            ).scalar_one()
-            if row.account == account and int(row.uidvalidity) == uidvalidity:
-                row.last_uid = max(int(row.last_uid), last_uid)
-            else:
-                row.account, row.uidvalidity, row.last_uid = account, uidvalidity, last_uid
-            row.updated_at = now
-
-    def forget(self, mailbox: str, folder: str) -> None:
-        with self.db.write() as session:
-            session.execute(
-                delete(ImapCheckpoint).where(ImapCheckpoint.mailbox == mailbox, ImapCheckpoint.folder == folder)
-            )
+__all__ = ["Lease", "LeaseLost"]
 
 
 class LeaseLost(Exception):
-    """Another poller holds the mailbox now; stop touching it."""
+    """Another process holds the lease now; stop touching what it guards."""
 
 
 class Lease:
-    """One poller per mailbox at a time, across processes and machines.
+    """One holder per named resource at a time, across processes and machines (for IMAP: one
+    poller per mailbox; ``name`` is ``imap:<mailbox>``).
 
     ``acquire`` takes the lease when nobody holds it, when it has expired, or when we hold it
     already (which renews it). The holder renews it every third of its time to live; a poller that
@@ -127,23 +72,23 @@ class Lease:
         dialect = sqlite if self.db.is_sqlite else postgresql
         with self.db.write() as session:
             inserted = session.execute(
-                dialect.insert(ImapLease)
-                .values(mailbox=self.mailbox, holder=self.holder, expires_at=expires, acquired_at=now)
-                .on_conflict_do_nothing(index_elements=["mailbox"])
-                .returning(ImapLease.mailbox)
+                dialect.insert(ChannelLease)
+                .values(name=self.mailbox, holder=self.holder, expires_at=expires, acquired_at=now)
+                .on_conflict_do_nothing(index_elements=["name"])
+                .returning(ChannelLease.name)
             ).scalar_one_or_none()
             won = inserted is not None
             if not won:
                 renewed = _rowcount(session.execute(
-                    update(ImapLease)
-                    .where(ImapLease.mailbox == self.mailbox, ImapLease.holder == self.holder)
+                    update(ChannelLease)
+                    .where(ChannelLease.name == self.mailbox, ChannelLease.holder == self.holder)
                     .values(expires_at=expires)
                 ))
                 won = renewed == 1
                 if not won:
                     taken = _rowcount(session.execute(
-                        update(ImapLease)
-                        .where(ImapLease.mailbox == self.mailbox, ImapLease.expires_at < now)
+                        update(ChannelLease)
+                        .where(ChannelLease.name == self.mailbox, ChannelLease.expires_at < now)
                         .values(holder=self.holder, expires_at=expires, acquired_at=now)
                     ))
                     won = taken == 1
@@ -171,8 +116,8 @@ class Lease:
         expires = self.clock() + timedelta(seconds=self.ttl)
         with self.db.write() as session:
             renewed = _rowcount(session.execute(
-                update(ImapLease)
-                .where(ImapLease.mailbox == self.mailbox, ImapLease.holder == self.holder)
+                update(ChannelLease)
+                .where(ChannelLease.name == self.mailbox, ChannelLease.holder == self.holder)
                 .values(expires_at=expires)
             ))
         if renewed == 1:
@@ -187,13 +132,13 @@ class Lease:
         self._valid_until = 0.0
         with self.db.write() as session:
             session.execute(
-                delete(ImapLease).where(ImapLease.mailbox == self.mailbox, ImapLease.holder == self.holder)
+                delete(ChannelLease).where(ChannelLease.name == self.mailbox, ChannelLease.holder == self.holder)
             )
 
     def holder_now(self) -> str | None:
         """Who holds the lease (expired or not), for logs and ``channels check``."""
         with self.db.read() as session:
-            row = session.execute(select(ImapLease).where(ImapLease.mailbox == self.mailbox)).scalar_one_or_none()
+            row = session.execute(select(ChannelLease).where(ChannelLease.name == self.mailbox)).scalar_one_or_none()
             if row is None:
                 return None
             return row.holder
@@ -202,8 +147,8 @@ class Lease:
     def holders(db: Database) -> dict[str, tuple[str, datetime]]:
         """Every mailbox's lease holder and expiry."""
         with db.read() as session:
-            rows = session.execute(select(ImapLease)).scalars()
-            return {row.mailbox: (row.holder, row.expires_at) for row in rows}
+            rows = session.execute(select(ChannelLease)).scalars()
+            return {row.name: (row.holder, row.expires_at) for row in rows}
 
 
 def _rowcount(result: object) -> int:

@@ -17,7 +17,7 @@ from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import IMAPClientError, LoginError
 from imapclient.util import to_unicode
 
-from intake.channels import ImapMailbox
+from intake.email.imap.settings import ImapMailbox
 
 __all__ = ["Capabilities", "ProbeResult", "capabilities", "close_quietly", "connect", "describe_error", "probe"]
 

@@ -1,0 +1,199 @@
+"""The channel contract: one shape every channel implements, each hook a no-op until it needs one.
+
+Like Dramatiq's ``Middleware`` (or Zammad's channel drivers), an ``Adapter`` is a class with hooks
+that the core calls at fixed points; a channel overrides the ones it has:
+
+    parse(payload)        raw payload -> Envelope. The one function used by intake, quarantine
+                          replay and ``route explain``, so a stored payload can always be parsed again.
+    describe(payload)     best-effort who/what/id of a payload that could not be parsed (quarantine).
+    http_router()         the FastAPI router mounted under ``/intake/<name>/`` by the web process.
+    runners()             long-running edges by component name (``smtp``, ``imap``), for
+                          ``omnidesk run``, the Procfile processes and ``--without``.
+    identities()          the addresses, numbers and bot ids that are ours: never a customer.
+    section / settings    its section of the channels file, a strict pydantic model.
+    check_section(...)    what the model alone cannot check (duplicates, secrets in the environment).
+    probe()               ``omnidesk channels check`` without ``--offline``: log in, report.
+    reply_channel(env)    which channel answers a message of this one (a web form is answered by email).
+    compose(intent)       an ``OutboundIntent`` -> the channel's ``Draft``, inside the routing transaction.
+    acknowledgement(...)  the default acknowledgement text for this channel ("reply to this email").
+
+Senders live in ``workers/senders/`` (one module per channel); they are found the same way.
+Adapters are found by ``intake.registry`` in every ``intake.<package>.channel`` module: adding a
+channel is a new package, and the router, the intake log, the outbox and the CLI do not change.
+An adapter never imports the process wiring (``omnidesk``): what it needs comes in its
+``AdapterContext``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from intake.envelope import Envelope, Party
+from intake.outbound import Draft, OutboundIntent
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from config.issues import Issue
+    from config.settings import Settings
+    from config.yamlpos import YamlDocument
+    from intake.blobs import BlobStore
+    from intake.log import Accepted
+    from tickets.db import Database
+
+__all__ = [
+    "Adapter",
+    "AdapterContext",
+    "Identities",
+    "Payload",
+    "PayloadSummary",
+    "Runner",
+    "Stopper",
+]
+
+Stopper = Callable[[], None]
+# A runner starts an edge (a server, pollers) and returns how to stop it, or None when it has
+# nothing to run with this configuration.
+Runner = Callable[[threading.Event], "Stopper | None"]
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What an edge received, exactly as it is stored for parsing and replay.
+
+    ``raw``: the bytes (a mail; a webhook's body). ``meta``: the few facts of the transport the
+    bytes alone do not carry and parsing needs (SMTP RCPT TO, an HTTP content type), stored with
+    the intake row so a replay parses the same way.
+    """
+
+    channel: str
+    raw: bytes
+    received_at: datetime
+    source: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PayloadSummary:
+    """Whose a stuck payload is, as far as can be told without parsing it fully."""
+
+    sender: str = ""
+    subject: str = ""
+    reference: str = ""  # Message-ID, MessageSid, submission id, ...
+
+
+@dataclass(frozen=True)
+class Identities:
+    """What is ours on a channel: identities (``email:support@example.com``) and email domains."""
+
+    identities: frozenset[str] = frozenset()
+    domains: frozenset[str] = frozenset()
+
+    def owns(self, party: Party) -> bool:
+        if party.identity in self.identities:
+            return True
+        if party.kind == "email" and self.domains:
+            return party.address.rpartition("@")[2].lower() in self.domains
+        return False
+
+    def __or__(self, other: Identities) -> Identities:
+        return Identities(self.identities | other.identities, self.domains | other.domains)
+
+
+@dataclass
+class AdapterContext:
+    """Everything an adapter may use, built by the process wiring from the settings."""
+
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    # ``ingest(payload)``: parse with the payload's adapter and log it, or quarantine it.
+    # Raises ``IntakeUnavailable`` when it could not be stored; only then may the edge say "retry".
+    ingest: Callable[[Payload], Accepted]
+    # Reads this adapter's section of the channels file (validated; None or empty when the file
+    # has none). Read when first needed: a process that never starts the channel's edge (a
+    # worker) does not need its secrets in the environment.
+    load_section: Callable[[], Any] = lambda: None
+    _section: Any = field(default=None, init=False, repr=False)
+    _loaded: bool = field(default=False, init=False, repr=False)
+
+    @property
+    def section(self) -> Any:
+        if not self._loaded:
+            self._section = self.load_section()
+            self._loaded = True
+        return self._section
+
+
+class Adapter:
+    """Base class of every channel adapter; every hook but ``parse`` has a do-nothing default."""
+
+    #: Short name: the package under ``intake/`` and the ``/intake/<name>/`` prefix.
+    name: ClassVar[str] = ""
+    #: Envelope channels this adapter parses and composes for (email: ("email",)).
+    channels: ClassVar[tuple[str, ...]] = ()
+    #: Channels-file section it owns, and the pydantic model of that section.
+    section: ClassVar[str | None] = None
+    settings_model: ClassVar[Any] = None
+    #: Long-running edges it offers, by component name, with a one-line help for the CLI
+    #: (``omnidesk <component>`` runs one alone; ``omnidesk run --without <component>``).
+    components: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, ctx: AdapterContext) -> None:
+        self.ctx = ctx
+
+    # --- intake -------------------------------------------------------------------------------
+    def parse(self, payload: Payload) -> Envelope:
+        """Raw payload -> Envelope; ``UnparseableMessage`` (with a reason) when it cannot be."""
+        raise NotImplementedError(f"{type(self).__name__} does not parse payloads")
+
+    def describe(self, payload: Payload) -> PayloadSummary:
+        return PayloadSummary()
+
+    def http_router(self) -> APIRouter | None:
+        return None
+
+    def runners(self) -> Mapping[str, Runner]:
+        """One runner per name in ``components``."""
+        return {}
+
+    def identities(self) -> Identities:
+        return Identities()
+
+    # --- the channels file -----------------------------------------------------------------
+    @classmethod
+    def check_section(
+        cls, doc: YamlDocument, data: Any, *, environ: Mapping[str, str], base_dir: Any, check_env: bool
+    ) -> list[Issue]:
+        """Checks across entries of the section (run on the plain data, before the model)."""
+        return []
+
+    @classmethod
+    def finish_section(cls, section: Any, *, base_dir: Any) -> Any:
+        """The validated section with relative paths resolved against the file's folder."""
+        return section
+
+    def probe(self) -> list[dict[str, Any]]:
+        """``channels check``: try every configured account; one result mapping each."""
+        return []
+
+    # --- outbound -------------------------------------------------------------------------------
+    def reply_channel(self, envelope: Envelope) -> str:
+        return envelope.channel
+
+    def compose(self, intent: OutboundIntent) -> Draft | None:
+        """The channel's draft of ``intent``; None when this adapter cannot reach ``intent.to``."""
+        return None
+
+    def acknowledgement(self, *, ref: str, customer_name: str, subject: str) -> tuple[str, str]:
+        """(subject, text) of the default acknowledgement when the rules file names none."""
+        greeting = f"Hello {customer_name}," if customer_name else "Hello,"
+        text = (
+            f"{greeting}\n\nThank you for contacting us. We have received your message: "
+            f"your ticket number is {ref}. Our team will get back to you as soon as possible.\n"
+        )
+        return f"[{ref}] {subject or 'Your request'}", text
