@@ -281,8 +281,28 @@ _ENCODED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([bBqQ])\?([^?]*)\?=")
 _Q_HEX = re.compile(rb"=([0-9A-Fa-f]{2})")
 
 
-def _decode_q(text: str) -> bytes:
-    data = text.replace("_", " ").encode("latin-1", errors="replace")
+def _word_bytes(text: str, charset: str) -> bytes:
+    """The bytes of an encoded word's text, raw 8-bit bytes included.
+
+    RFC 2047 forbids raw 8-bit bytes inside a word, but old mailers (Eudora) write
+    'Fr<0xF6>sche' instead of 'Fr=F6sche'. Such a byte is in the charset the word names, so it
+    is kept as a byte and decoded with the rest of the word rather than turned into '?'.
+    """
+    try:
+        return text.encode("ascii", errors="surrogateescape")
+    except UnicodeEncodeError:
+        pass
+    # Real characters: a value that was decoded once already (a file name read back).
+    for codec in (_codec_for(charset) or "utf-8", "utf-8"):
+        try:
+            return text.encode(codec, errors="surrogateescape")
+        except (UnicodeEncodeError, LookupError):
+            continue
+    return text.encode("utf-8", errors="replace")
+
+
+def _decode_q(text: str, charset: str) -> bytes:
+    data = _word_bytes(text.replace("_", " "), charset)
     return _Q_HEX.sub(lambda m: bytes((int(m.group(1), 16),)), data)
 
 
@@ -324,7 +344,7 @@ def decode_header_value(value: str, hints: tuple[str, ...] = ()) -> str:
             flush()
             out.append(_raw_to_text(gap, hints))
         charset, encoding, text = match.group(1), match.group(2), match.group(3)
-        data = _decode_b(text) if encoding in "bB" else _decode_q(text)
+        data = _decode_b(text) if encoding in "bB" else _decode_q(text, charset)
         if pending_charset is not None and charset.lower() != pending_charset:
             flush()
         pending_charset = charset.lower()
