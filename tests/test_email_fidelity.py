@@ -78,3 +78,32 @@ def test_raw_byte_inside_encoded_word_is_read_in_the_words_charset(
     assert env.subject == f"Re: {text}"
     assert env.sender.name == text
     assert env.sender.address == "frog@pond.example"
+
+
+# -- 3. raw UTF-8 header with an invalid byte ------------------------------------------------------
+def test_raw_utf8_header_with_a_bad_byte_stays_utf8(blobs: FileBlobStore) -> None:
+    # A mailer cut the name at a byte limit, mid-character, then added the extension.
+    name = "Картинка с очень длинным названием".encode()
+    cut_name = name[:-1] + b".jpg"
+    subject = "Ответ: документы для заявки ".encode() + b"\xe9"  # one stray Latin-1 byte
+    raw = (
+        b"From: ivan@mail.example\nTo: support@omnidesk.test\nSubject: " + subject + b"\n"
+        b"Content-Type: multipart/mixed; boundary=b\n\n"
+        b"--b\nContent-Type: text/plain; charset=utf-8\n\n" + "Смотрите вложение.\n".encode() +
+        b"--b\nContent-Type: image/jpeg\nContent-Transfer-Encoding: base64\n"
+        b'Content-Disposition: attachment; filename="' + cut_name + b'"\n\n'
+        + base64.encodebytes(b"\xff\xd8\xff\xe0 jpeg") + b"--b--\n"
+    )
+    env = parse(raw, blobs)
+    assert env.subject == "Ответ: документы для заявки \ufffd"
+    assert [a.filename for a in env.attachments] == [name.decode()[:-1] + "\ufffd.jpg"]
+
+
+def test_raw_legacy_header_still_falls_back_to_its_charset(blobs: FileBlobStore) -> None:
+    raw = (
+        "From: Jürgen Müller <jm@dorf.example>\nTo: support@omnidesk.test\n"
+        "Subject: Grüße aus Köln\n\nHallo\n"
+    ).encode("latin-1")
+    env = parse(raw, blobs)
+    assert env.subject == "Grüße aus Köln"
+    assert env.sender.name == "Jürgen Müller"

@@ -246,10 +246,29 @@ def _raw_to_text(value: str, hints: tuple[str, ...] = ()) -> str:
     except UnicodeEncodeError:
         # Already real text (a str header that never went through bytes).
         return value
+    return _raw_bytes_to_text(data, hints)
+
+
+def _mostly_utf8(data: bytes) -> bool:
+    """Whether bytes that are not valid UTF-8 are still UTF-8 text with a few bad bytes.
+
+    A name cut mid-character or one stray byte leaves most multi-byte sequences valid; text in
+    a legacy 8-bit or CJK charset almost never forms a valid UTF-8 sequence by accident. So the
+    valid non-ASCII characters must outnumber the invalid sequences.
+    """
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd") - data.count("\ufffd".encode())
+    good = sum(1 for char in text if char > "\x7f") - bad
+    return good > bad
+
+
+def _raw_bytes_to_text(data: bytes, hints: tuple[str, ...]) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
+    if _mostly_utf8(data):
+        return data.decode("utf-8", errors="replace")
     # Multi-byte charsets first: they reject bytes that are not theirs, single-byte ones never do.
     for hint in sorted(hints, key=lambda h: _codec_for(h) not in _MULTIBYTE):
         codec = _codec_for(hint)
