@@ -107,3 +107,90 @@ def test_raw_legacy_header_still_falls_back_to_its_charset(blobs: FileBlobStore)
     env = parse(raw, blobs)
     assert env.subject == "Grüße aus Köln"
     assert env.sender.name == "Jürgen Müller"
+
+
+# -- 7. UTF-16 by declared charset, and no NUL anywhere --------------------------------------------
+@pytest.mark.parametrize("charset", ["utf-16le", "utf-16be", "UTF-16LE"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hello, the printer on floor 3 is jammed.\r\n",  # every byte ASCII or NUL
+        "Hello, the printer on floor 3 is jammed. Ünïcode too.\r\n",
+    ],
+)
+def test_utf16_without_bom_is_decoded_by_its_declared_charset(
+    blobs: FileBlobStore, charset: str, text: str
+) -> None:
+    codec = charset.lower().replace("utf-16", "utf-16-")
+    raw = (
+        b"From: printer@office.example\nTo: support@omnidesk.test\nSubject: jam\n"
+        b"Content-Type: text/plain; charset=" + charset.encode() + b"\n"
+        b"Content-Transfer-Encoding: base64\n\n" + base64.encodebytes(text.encode(codec))
+    )
+    env = parse(raw, blobs)
+    assert env.full_text == text.strip()
+
+
+NUL_MAIL = crlf(
+    b"From: Nul\x00 Person <nul@bytes.example>\n"
+    b"To: support@example.com\n"
+    b"Subject: zero\x00 byte\n"
+    b"X-Custom: a\x00b\n"
+    b"Message-ID: <nul-UNIQUE@bytes.example>\n"
+    b"Content-Type: multipart/mixed; boundary=nb\n\n"
+    b"--nb\nContent-Type: text/plain; charset=us-ascii\n\nbroken\x00 text\n"
+    b"--nb\nContent-Type: text/html; charset=utf-8\n\n<p>also\x00 here</p>\n"
+    b"--nb\nContent-Type: application/x-thing\x00; name=\"da\x00ta.bin\"\n"
+    b"Content-ID: <c\x00id@bytes.example>\n"
+    b"Content-Disposition: attachment\n\n\x00\x01\x02\n"
+    b"--nb--\n"
+)
+
+
+def _no_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, dict):
+        return all(_no_nul(k) and _no_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_no_nul(v) for v in value)
+    return True
+
+
+def test_no_decoded_text_keeps_nul(blobs: FileBlobStore) -> None:
+    env = parse(NUL_MAIL, blobs)
+    assert env.sender.name == "Nul Person"
+    assert env.subject == "zero byte"
+    assert env.full_text == "broken text"
+    assert env.headers["x-custom"] == "ab"
+    assert _no_nul(env.model_dump(mode="json"))
+    # The attachment's bytes are data, not text: they are kept exactly.
+    assert blobs.get(env.attachments[0].sha256) == b"\x00\x01\x02"
+
+
+@pytest.fixture
+def pg_pipeline(
+    make_settings: Callable[..., Settings], smtp_sink: SmtpSink, postgres_url: str
+) -> Iterator[Pipeline]:
+    p = Pipeline(make_settings(outbound_smtp_url=smtp_sink.url, database_url=postgres_url)).start()
+    yield p
+    p.stop()
+
+
+@pytest.mark.postgres
+def test_mail_with_nul_bytes_is_stored_on_postgres(pg_pipeline: Pipeline, smtp_sink: SmtpSink) -> None:
+    utf16 = "UTF-16 text with its NULs".encode("utf-16-le")
+    raw = NUL_MAIL.replace(b"UNIQUE", uuid.uuid4().hex.encode()).replace(
+        b"broken\x00 text",
+        b"broken\x00 text\r\n--nb\r\nContent-Type: text/plain; charset=utf-16le\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.b64encode(utf16),
+    )
+    with smtplib.SMTP(pg_pipeline.settings.smtp_host, pg_pipeline.settings.smtp_port, timeout=30) as client:
+        client.sendmail("nul@bytes.example", ["support@example.com"], raw)
+    pg_pipeline.wait_for_messages(1)
+    ticket = pg_pipeline.ticket(pg_pipeline.tickets()[0]["ref"])
+    message = ticket["messages"][0]
+    assert message["subject"] == "zero byte"
+    assert "broken text" in message["full_text"]
+    assert "UTF-16 text with its NULs" in message["full_text"]
+    assert _no_nul(message)

@@ -87,6 +87,10 @@ _MULTIBYTE = frozenset(
 )
 # Codecs whose text looks like ASCII bytes but is not plain ASCII.
 _SEVEN_BIT_STATEFUL = frozenset({"utf-7", "iso2022_jp", "iso2022_kr", "hz", "iso2022_jp_2"})
+# Codecs whose bytes are mostly NUL and ASCII ("h\x00i\x00" in UTF-16LE): ASCII-only bytes are
+# no sign of ASCII text in them, and UTF-8 is never a fallback for them.
+_WIDE = frozenset({"utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"})
+_NOT_ASCII_BASED = _SEVEN_BIT_STATEFUL | _WIDE
 
 
 def _latin_fallback(error: UnicodeError) -> tuple[str, int]:
@@ -142,28 +146,33 @@ def decode_bytes(data: bytes, charset: str | None = None, hints: tuple[str, ...]
     UTF-8 with stray bytes read as Windows-1252. Bytes a declared charset cannot decode become
     U+FFFD rather than an error.
     """
-    if data.isascii() and _codec_for(charset) not in _SEVEN_BIT_STATEFUL:
-        return data.decode("ascii")
-    return scrub_surrogates(_decode_bytes(data, charset, hints))
+    if data.isascii() and _codec_for(charset) not in _NOT_ASCII_BASED:
+        return storable(data.decode("ascii"))
+    return storable(_decode_bytes(data, charset, hints))
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def scrub_surrogates(text: str) -> str:
-    """Lone surrogates (UTF-7 can encode them) cannot be stored as UTF-8 JSON: replace them."""
+def storable(text: str) -> str:
+    """Text that any store accepts: no lone surrogates and no NUL characters.
+
+    Lone surrogates (UTF-7 can encode them) are not valid UTF-8, so they become U+FFFD. NUL is
+    never content in mail (it is what UTF-16 misread as ASCII leaves, or binary junk), and
+    PostgreSQL refuses it in text and jsonb, so it is dropped.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "")
     return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
 def _decode_bytes(data: bytes, charset: str | None, hints: tuple[str, ...]) -> str:
     codec = _codec_for(charset)
-    if data.isascii() and codec not in _SEVEN_BIT_STATEFUL:
-        return data.decode("ascii")
     candidates: list[str] = []
     if codec:
         candidates.append(codec)
         candidates.extend(_FAMILY.get(codec, ()))
-    if codec not in _SEVEN_BIT_STATEFUL:
+    if codec not in _NOT_ASCII_BASED:
         # ASCII-only bytes "decode" as UTF-8: never let that shadow an escape-sequence charset.
         candidates.append("utf-8")
     for hint in hints:
@@ -240,13 +249,13 @@ def raw_header_bytes(value: str) -> bytes:
 
 def _raw_to_text(value: str, hints: tuple[str, ...] = ()) -> str:
     if value.isascii():
-        return value
+        return storable(value)
     try:
         data = raw_header_bytes(value)
     except UnicodeEncodeError:
         # Already real text (a str header that never went through bytes).
-        return value
-    return _raw_bytes_to_text(data, hints)
+        return storable(value)
+    return storable(_raw_bytes_to_text(data, hints))
 
 
 def _mostly_utf8(data: bytes) -> bool:
@@ -344,7 +353,7 @@ def decode_header_value(value: str, hints: tuple[str, ...] = ()) -> str:
     # Whitespace around the raw value is transport noise (an encoded trailing space is content).
     value = unfold(value).strip()
     if "=?" not in value:
-        return scrub_surrogates(_raw_to_text(value, hints))
+        return _raw_to_text(value, hints)
     out: list[str] = []
     pending: bytearray = bytearray()
     pending_charset: str | None = None
@@ -371,7 +380,7 @@ def decode_header_value(value: str, hints: tuple[str, ...] = ()) -> str:
         pos = match.end()
     flush()
     out.append(_raw_to_text(value[pos:], hints))
-    return scrub_surrogates("".join(out))
+    return storable("".join(out))
 
 
 def _clean_name(name: str, raw: str, hints: tuple[str, ...]) -> str:

@@ -403,7 +403,7 @@ class _Walker:
         self.collect = True
 
     def visit(self, part: Message, depth: int, body: _Body, *, in_report: bool) -> None:
-        content_type = part.get_content_type()
+        content_type = _content_type(part)
         if (
             self.bounce is not None
             and self.collect
@@ -568,6 +568,16 @@ class _Walker:
         if not text.strip() and nested.html:
             text = html_to_text("\n".join(nested.html))
         self.forwarded.append(_forward_block(inner_items, hints, text))
+
+
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
+
+
+def _content_type(part: Message) -> str:
+    """The part's media type; one that is not an RFC 6838 name (control bytes, NUL, spaces)
+    is unknown data, and must not reach the store (PostgreSQL refuses NUL in jsonb)."""
+    content_type = part.get_content_type()
+    return content_type if _MEDIA_TYPE.fullmatch(content_type) else "application/octet-stream"
 
 
 def _decode_transfer(data: bytes, encoding: str) -> bytes:
