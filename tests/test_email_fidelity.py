@@ -99,16 +99,6 @@ def test_raw_utf8_header_with_a_bad_byte_stays_utf8(blobs: FileBlobStore) -> Non
     assert [a.filename for a in env.attachments] == [name.decode()[:-1] + "\ufffd.jpg"]
 
 
-def test_raw_legacy_header_still_falls_back_to_its_charset(blobs: FileBlobStore) -> None:
-    raw = (
-        "From: Jürgen Müller <jm@dorf.example>\nTo: support@omnidesk.test\n"
-        "Subject: Grüße aus Köln\n\nHallo\n"
-    ).encode("latin-1")
-    env = parse(raw, blobs)
-    assert env.subject == "Grüße aus Köln"
-    assert env.sender.name == "Jürgen Müller"
-
-
 # -- 7. UTF-16 by declared charset, and no NUL anywhere --------------------------------------------
 @pytest.mark.parametrize("charset", ["utf-16le", "utf-16be", "UTF-16LE"])
 @pytest.mark.parametrize(
