@@ -80,6 +80,61 @@ def test_raw_byte_inside_encoded_word_is_read_in_the_words_charset(
     assert env.sender.address == "frog@pond.example"
 
 
+# -- 2. a boundary parameter folded inside its quotes --------------------------------------------
+@pytest.mark.parametrize(
+    ("declared", "boundary"),
+    [
+        # A line break and an indent inserted inside the value: the boundary has neither.
+        (b'"----=_NextPart\n _000_0012_01DA1B2C.3D4E5F60"', b"----=_NextPart_000_0012_01DA1B2C.3D4E5F60"),
+        (b'"----=_NextPart_000\n\t_0012_01DA"', b"----=_NextPart_000_0012_01DA"),
+        # Folded at a space the boundary really has.
+        (b'"Apple-Mail part\n 7F3A2C"', b"Apple-Mail part 7F3A2C"),
+    ],
+)
+def test_boundary_folded_inside_its_quotes_still_splits_the_parts(
+    blobs: FileBlobStore, declared: bytes, boundary: bytes
+) -> None:
+    report = b"%PDF-1.4 quarterly figures\n"
+    raw = crlf(
+        b"From: Lena <lena@firm.example>\n"
+        b"To: support@omnidesk.test\n"
+        b"Subject: Figures\n"
+        b"MIME-Version: 1.0\n"
+        b"Content-Type: multipart/mixed;\n\tboundary=" + declared + b"\n\n"
+        b"This is a multi-part message in MIME format.\n\n"
+        b"--" + boundary + b"\n"
+        b"Content-Type: text/plain; charset=utf-8\n\n"
+        b"Please find the figures attached.\n\n"
+        b"--" + boundary + b"\n"
+        b"Content-Type: application/pdf; name=\"figures.pdf\"\n"
+        b"Content-Transfer-Encoding: base64\n"
+        b"Content-Disposition: attachment; filename=\"figures.pdf\"\n\n"
+        + base64.encodebytes(report)
+        + b"\n--" + boundary + b"--\n"
+    )
+    env = parse(raw, blobs)
+    assert env.full_text == "Please find the figures attached."
+    assert attachment(env, blobs, "figures.pdf") == report
+
+
+def test_folded_boundary_of_a_nested_multipart(blobs: FileBlobStore) -> None:
+    raw = crlf(
+        b"From: lena@firm.example\nTo: support@omnidesk.test\nSubject: nested\n"
+        b"Content-Type: multipart/mixed; boundary=\"outer\"\n\n"
+        b"--outer\n"
+        b"Content-Type: multipart/alternative; boundary=\"=_alt\n _42\"\n\n"
+        b"--=_alt_42\nContent-Type: text/plain\n\nPlain words\n"
+        b"--=_alt_42\nContent-Type: text/html\n\n<p>Plain words</p>\n"
+        b"--=_alt_42--\n"
+        b"--outer\nContent-Type: text/csv; name=\"a.csv\"\n\nx,y\n1,2\n"
+        b"--outer--\n"
+    )
+    env = parse(raw, blobs)
+    assert env.full_text == "Plain words"
+    assert "--=_alt" not in env.full_text and "Content-Type" not in env.full_text
+    assert attachment(env, blobs, "a.csv") == b"x,y\r\n1,2"
+
+
 # -- 3. raw UTF-8 header with an invalid byte ------------------------------------------------------
 def test_raw_utf8_header_with_a_bad_byte_stays_utf8(blobs: FileBlobStore) -> None:
     # A mailer cut the name at a byte limit, mid-character, then added the extension.

@@ -293,6 +293,8 @@ def _check_tree(message: Message, limits: ParseLimits) -> bool:
             size = sum(len(k) + len(str(v)) + 3 for k, v in part.raw_items())
             check_header_block(size, limits, where=f"a MIME part at depth {depth}")
         payload = part.get_payload()
+        if isinstance(payload, str) and part.get_content_maintype() == "multipart":
+            payload = _mend_folded_boundary(part) or payload
         if isinstance(payload, list):
             has_messages = has_messages or part.get_content_maintype() == "message"
             if part.get_content_maintype() == "multipart":
@@ -313,16 +315,59 @@ def _parts_after_close(part: Message) -> list[Message]:
     boundary = part.get_boundary()
     if not epilogue or not boundary:
         return []
-    match = re.search(rf"(?m)^--{re.escape(boundary)}[ \t]*\r?$", epilogue)
+    match = _delimiter(boundary).search(epilogue)
     if match is None:
         return []
-    wrapper = (
-        f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n' + epilogue[match.start() :]
-    ).encode("ascii", errors="surrogateescape")
-    recovered = BytesParser(policy=_POLICY).parsebytes(wrapper)
+    recovered = _parse_multipart(boundary, epilogue[match.start() :])
     part.epilogue = None
-    children = recovered.get_payload()
-    return [c for c in children if isinstance(c, Message)] if isinstance(children, list) else []
+    return _children(recovered)
+
+
+def _delimiter(boundary: str) -> re.Pattern[str]:
+    return re.compile(rf"(?m)^--{re.escape(boundary)}[ \t]*\r?$")
+
+
+def _parse_multipart(boundary: str, body: str) -> Message:
+    """Parse ``body`` (text as the stdlib parser holds it) as a multipart with ``boundary``."""
+    wrapper = (f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n' + body).encode(
+        "ascii", errors="surrogateescape"
+    )
+    return BytesParser(policy=_POLICY).parsebytes(wrapper)
+
+
+def _children(message: Message) -> list[Message]:
+    payload = message.get_payload()
+    return [c for c in payload if isinstance(c, Message)] if isinstance(payload, list) else []
+
+
+_FOLD_IN_PARAMETER = re.compile(r"\r?\n([ \t]+)")
+
+
+def _mend_folded_boundary(part: Message) -> list[Message] | None:
+    """Split a multipart whose ``boundary`` parameter was folded inside its quotes.
+
+    'boundary="----=_NextPart\r\n _000_..."' yields a boundary with a line break in it, which no
+    delimiter line can match, so the parser finds no part at all. Like other parsers we unfold
+    the parameter first; mailers fold both by inserting white space and at white space that was
+    there, so both readings are tried and the one the body uses as a delimiter wins.
+    """
+    boundary = part.get_boundary()
+    body = part.get_payload()
+    if not boundary or not isinstance(body, str) or "\n" not in boundary:
+        return None
+    for unfolded in (_FOLD_IN_PARAMETER.sub("", boundary), _FOLD_IN_PARAMETER.sub(r"\1", boundary)):
+        if unfolded and _delimiter(unfolded).search(body):
+            break
+    else:
+        return None
+    recovered = _parse_multipart(unfolded, body)
+    children = _children(recovered)
+    if not children:
+        return None
+    part.set_boundary(unfolded)
+    part.preamble, part.epilogue = recovered.preamble, recovered.epilogue
+    part.set_payload(list[Message | str](children))
+    return children
 
 
 def _charset_hints(message: Message) -> tuple[str, ...]:
