@@ -154,6 +154,39 @@ def test_raw_utf8_header_with_a_bad_byte_stays_utf8(blobs: FileBlobStore) -> Non
     assert [a.filename for a in env.attachments] == [name.decode()[:-1] + "\ufffd.jpg"]
 
 
+# -- 5. no empty line between a header block and its body ----------------------------------------
+def test_message_headers_running_into_the_first_boundary(blobs: FileBlobStore) -> None:
+    raw = crlf(
+        b"From: shop@store.example\nTo: support@omnidesk.test\nSubject: Order 5531\n"
+        b"MIME-Version: 1.0\n"
+        b"Content-Type: multipart/alternative; boundary=\"=_mx\"\n"
+        b"--=_mx\nContent-Type: text/plain; charset=utf-8\n\nYour order 5531 shipped.\n"
+        b"--=_mx\nContent-Type: text/html; charset=utf-8\n\n"
+        b"<html><body><p>Your order 5531 shipped.</p></body></html>\n"
+        b"--=_mx--\n"
+    )
+    env = parse(raw, blobs)
+    assert env.full_text == "Your order 5531 shipped."
+    assert env.subject == "Order 5531" and env.sender.address == "shop@store.example"
+    assert env.html is not None and "order 5531 shipped" in env.html
+
+
+def test_part_headers_running_into_the_part_body(blobs: FileBlobStore) -> None:
+    raw = crlf(
+        b"From: shop@store.example\nTo: support@omnidesk.test\nSubject: Invoice\n"
+        b"Content-Type: multipart/mixed; boundary=\"p1\"\n\n"
+        b"--p1\nContent-Type: text/html; charset=utf-8\n"
+        b"<html><body><p>Invoice 77 is attached.</p></body></html>\n"
+        b"--p1\nContent-Type: text/csv; name=\"inv.csv\"\nContent-Transfer-Encoding: base64\n"
+        + base64.encodebytes(b"item,qty\npen,2\n")
+        + b"--p1--\n"
+    )
+    env = parse(raw, blobs)
+    assert env.full_text == "Invoice 77 is attached."
+    assert "<html" not in env.full_text
+    assert attachment(env, blobs, "inv.csv") == b"item,qty\npen,2\n"
+
+
 # -- 7. UTF-16 by declared charset, and no NUL anywhere --------------------------------------------
 @pytest.mark.parametrize("charset", ["utf-16le", "utf-16be", "UTF-16LE"])
 @pytest.mark.parametrize(

@@ -233,6 +233,21 @@ def _parse(
 _GOOD_LINE = re.compile(rb"[!-9;-~]+:|[ \t]|\r?$")
 _PARAMETER = re.compile(rb"\s*[A-Za-z][\w.-]*\*?\d*\*?=")
 _BAD_LINE = re.compile(rb"\n(?![!-9;-~]+:|[ \t]|\r?\n|\r?$)")
+# A MIME delimiter line ("--" and a boundary, RFC 2046 §5.1.1) that is not a header line.
+_DELIMITER_LINE = re.compile(rb"^--(?![!-9;-~]*:)[^\r\n]*\r?$", re.MULTILINE)
+
+
+def _header_block_end(raw: bytes, end: int) -> int:
+    """Where the top-level header block really ends: at ``end`` (the first empty line), or
+    earlier at a MIME delimiter line when the sender left out the empty line.
+
+    A delimiter can never be a header, and the header lines after it are the first part's own:
+    read as top-level headers they would swallow the delimiter and the first part with it.
+    """
+    if b"\n--" not in raw[:end]:
+        return end
+    match = _DELIMITER_LINE.search(raw, 0, end)
+    return end if match is None else match.start()
 
 
 def _repair_headers(raw: bytes, end: int) -> bytes:
@@ -242,8 +257,10 @@ def _repair_headers(raw: bytes, end: int) -> bytes:
     the middle of the header block, and the stdlib parser then takes it as the start of the body,
     losing From/To/Subject below it. A bad line *followed by real header lines* is a broken
     continuation, so we indent it; junk before the first header (an mbox or forwarding banner) is
-    dropped. Untouched when the block is clean, which is nearly always (one regex search).
+    dropped. The block stops at a MIME delimiter line.
+    Untouched when the block is clean, which is nearly always (a few regex searches).
     """
+    end = _header_block_end(raw, end)
     block = raw[:end]
     if not block or block.startswith(b"\n"):
         return raw
