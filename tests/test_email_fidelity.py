@@ -187,6 +187,36 @@ def test_part_headers_running_into_the_part_body(blobs: FileBlobStore) -> None:
     assert attachment(env, blobs, "inv.csv") == b"item,qty\npen,2\n"
 
 
+# -- 6. obsolete header syntax (RFC 5322 §4) -------------------------------------------------------
+def test_obsolete_header_syntax_is_read(blobs: FileBlobStore) -> None:
+    raw = crlf(
+        b"From  : Ola Q. Nordmann <ola(home).nordmann@fjord(sea).  example>\n"
+        b"To    : Kari Hansen\n"
+        b"   \n"  # obs-FWS: a fold with nothing on the line
+        b"        <@relay.example,@hub.example:kari@ice.example>, ,\n"
+        b"        support@omnidesk.test\n"
+        b"Subject     : Fjord   tour\n"
+        b"Date  : Mon, 2 Jun 25 10:15:00 EST\n"
+        b"Message-ID  : <7781   @   host(box)  .fjord .example>\n"
+        b"\n"
+        b"Is the tour on Friday?\n"
+    )
+    env = parse(raw, blobs)
+    assert env.sender.address == "ola.nordmann@fjord.example"
+    assert env.sender.name == "Ola Q. Nordmann"
+    assert [p.address for p in env.to] == ["kari@ice.example", "support@omnidesk.test"]
+    assert env.subject == "Fjord   tour"
+    assert env.external_id == "<7781@host.fjord.example>"
+    assert env.text == "Is the tour on Friday?"
+
+
+def test_obsolete_first_field_is_not_mistaken_for_an_mbox_line(blobs: FileBlobStore) -> None:
+    raw = b"From : old@host.example\nSubject: hi\n\nhello\n"
+    env = parse(raw, blobs)
+    assert env.sender.address == "old@host.example"
+    assert env.text == "hello"
+
+
 # -- 7. UTF-16 by declared charset, and no NUL anywhere --------------------------------------------
 @pytest.mark.parametrize("charset", ["utf-16le", "utf-16be", "UTF-16LE"])
 @pytest.mark.parametrize(

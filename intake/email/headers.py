@@ -407,6 +407,8 @@ def parse_addresses(value: str, hints: tuple[str, ...] = ()) -> list[tuple[str, 
     value = unfold(value)
     if value.count("(") > 8:
         value = _drop_deep_comments(value)
+    if "@" in value:
+        value = _drop_routes(value)
     pairs = _parse(value, hints)
     if "=?" in value and not any("@" in addr for _, addr in pairs):
         pairs = _parse(decode_header_value(value, hints), hints)
@@ -442,6 +444,15 @@ def _drop_deep_comments(value: str, limit: int = 4) -> str:
         if depth <= limit:
             out.append(char)
     return "".join(out) + ")" * min(depth, limit)
+
+
+# RFC 5322 §4.4 obs-route: "<@relay1.example,@relay2.example:mary@example.net>". Receivers must
+# accept it and ignore the route; the stdlib parser splits it into junk recipients instead.
+_OBS_ROUTE = re.compile(r"<\s*@[^<>:\"]*:\s*")
+
+
+def _drop_routes(value: str) -> str:
+    return _OBS_ROUTE.sub("<", value) if "<@" in value or "< " in value else value
 
 
 # "alice@example.com <bob@example.com>": an unquoted address used as a display name, which
@@ -519,7 +530,9 @@ def canonical_message_id(value: str) -> str | None:
     if match:
         core = match.group(1)
     elif "<" in value:
-        return None  # a bracketed value that is not one token ("<a b@c>") is junk
+        core = _obsolete_id(value)
+        if core is None:
+            return None  # a bracketed value that is not one token ("<a b@c>") is junk
     else:
         stripped = _COMMENT.sub(" ", value).strip()
         core = next(_bare_tokens(stripped), "")
@@ -527,6 +540,20 @@ def canonical_message_id(value: str) -> str | None:
             return None
     core = core.strip("<>")
     return f"<{core}>" if _usable(core) else None
+
+
+# RFC 5322 §4.5.4 obs-id: comments and white space around the '@' and the dots of an id,
+# "<1234 @ local(host) .machine .example>"; white space anywhere else means junk.
+_OBS_ID = re.compile(r"<([^<>]*)>")
+_SPACE_AROUND_DOT_OR_AT = re.compile(r"\s*([.@])\s*")
+
+
+def _obsolete_id(value: str) -> str | None:
+    match = _OBS_ID.search(value)
+    if match is None:
+        return None
+    core = _SPACE_AROUND_DOT_OR_AT.sub(r"\1", _COMMENT.sub(" ", match.group(1)).strip())
+    return None if not core or any(char.isspace() for char in core) else core
 
 
 def extract_message_ids(header_value: str) -> tuple[str, ...]:

@@ -233,6 +233,8 @@ def _parse(
 _GOOD_LINE = re.compile(rb"[!-9;-~]+:|[ \t]|\r?$")
 _PARAMETER = re.compile(rb"\s*[A-Za-z][\w.-]*\*?\d*\*?=")
 _BAD_LINE = re.compile(rb"\n(?![!-9;-~]+:|[ \t]|\r?\n|\r?$)")
+# RFC 5322 §4.5 obs-fields: white space between the field name and its colon ("From  : ...").
+_OBS_FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]+:", re.MULTILINE)
 # A MIME delimiter line ("--" and a boundary, RFC 2046 §5.1.1) that is not a header line.
 _DELIMITER_LINE = re.compile(rb"^--(?![!-9;-~]*:)[^\r\n]*\r?$", re.MULTILINE)
 
@@ -250,6 +252,13 @@ def _header_block_end(raw: bytes, end: int) -> int:
     return end if match is None else match.start()
 
 
+def _accept_obsolete_fields(block: bytes) -> bytes:
+    """Rewrite "Name  :" as "Name:" so the stdlib parser reads the obsolete field (RFC 5322 §4
+    says receivers must accept it); left alone, "From  : ..." is taken for an mbox line or body.
+    """
+    return _OBS_FIELD_NAME.sub(rb"\1:", block) if _OBS_FIELD_NAME.search(block) else block
+
+
 def _repair_headers(raw: bytes, end: int) -> bytes:
     """Mend header blocks that lost the leading whitespace of continuation lines.
 
@@ -257,11 +266,15 @@ def _repair_headers(raw: bytes, end: int) -> bytes:
     the middle of the header block, and the stdlib parser then takes it as the start of the body,
     losing From/To/Subject below it. A bad line *followed by real header lines* is a broken
     continuation, so we indent it; junk before the first header (an mbox or forwarding banner) is
-    dropped. The block stops at a MIME delimiter line.
+    dropped. The block stops at a MIME delimiter line, and obsolete "Name :" fields are accepted.
     Untouched when the block is clean, which is nearly always (a few regex searches).
     """
     end = _header_block_end(raw, end)
-    block = raw[:end]
+    original = raw[:end]
+    block = _accept_obsolete_fields(original)
+    if block is not original:
+        raw = block + raw[end:]
+        end = len(block)
     if not block or block.startswith(b"\n"):
         return raw
     first_ok = _GOOD_LINE.match(block) is not None or block.startswith(b"From ")
