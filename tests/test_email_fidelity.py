@@ -154,6 +154,40 @@ def test_raw_utf8_header_with_a_bad_byte_stays_utf8(blobs: FileBlobStore) -> Non
     assert [a.filename for a in env.attachments] == [name.decode()[:-1] + "\ufffd.jpg"]
 
 
+# -- 4. the only text of a message in a named inline part ------------------------------------------
+@pytest.mark.parametrize("disposition", [b'inline; filename="note.txt"', None])
+def test_named_inline_text_that_is_the_only_text_is_the_body(
+    blobs: FileBlobStore, disposition: bytes | None
+) -> None:
+    headers = b"Content-Type: text/plain; charset=utf-8; name=\"note.txt\"\n"
+    if disposition:
+        headers += b"Content-Disposition: " + disposition + b"\n"
+    raw = (
+        b"From: phone@mobile.example\nTo: support@omnidesk.test\nSubject: from my phone\n"
+        b"Content-Type: multipart/mixed; boundary=zz\n\n"
+        b"--zz\n" + headers + b"\nThe app crashes when I open settings.\n"
+        b"--zz\nContent-Type: image/png\nContent-Disposition: inline; filename=\"shot.png\"\n"
+        b"Content-Transfer-Encoding: base64\n\n" + base64.encodebytes(b"\x89PNG shot") + b"--zz--\n"
+    )
+    env = parse(raw, blobs)
+    assert env.text == "The app crashes when I open settings."
+    assert attachment(env, blobs, "note.txt") == b"The app crashes when I open settings."
+    assert attachment(env, blobs, "shot.png") == b"\x89PNG shot"
+
+
+def test_named_inline_text_after_the_body_is_only_a_file(blobs: FileBlobStore) -> None:
+    raw = (
+        b"From: dev@corp.example\nTo: support@omnidesk.test\nSubject: log\n"
+        b"Content-Type: multipart/mixed; boundary=zz\n\n"
+        b"--zz\nContent-Type: text/plain\n\nLog attached.\n"
+        b"--zz\nContent-Type: text/plain; name=\"server.log\"\nContent-Disposition: inline\n\n"
+        b"ERROR boom\n--zz--\n"
+    )
+    env = parse(raw, blobs)
+    assert env.full_text == "Log attached."
+    assert attachment(env, blobs, "server.log") == b"ERROR boom"
+
+
 # -- 5. no empty line between a header block and its body ----------------------------------------
 def test_message_headers_running_into_the_first_boundary(blobs: FileBlobStore) -> None:
     raw = crlf(

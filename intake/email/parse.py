@@ -476,6 +476,8 @@ class _Walker:
         self.names: set[str] = set()
         # Inside an attached message we read text but store nothing: the .eml holds it all.
         self.collect = True
+        # Body text parts taken so far (of the message being walked, not of attached ones).
+        self.texts = 0
 
     def visit(self, part: Message, depth: int, body: _Body, *, in_report: bool) -> None:
         content_type = _content_type(part)
@@ -545,12 +547,8 @@ class _Walker:
 
     def _leaf(self, part: Message, content_type: str, body: _Body) -> None:
         name = filename(part)
-        if (
-            content_type in ("text/plain", "text/html")
-            and part.get_content_disposition() != "attachment"
-            and not name
-        ):
-            data = payload_bytes(part)
+        data = payload_bytes(part)
+        if self._is_body_text(part, content_type, name):
             html = content_type == "text/html"
             text = decode_bytes(data, charset_of(part, data, html))
             text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -561,8 +559,22 @@ class _Walker:
                     delsp = str(part.get_param("delsp", "") or "").lower() == "yes"
                     text = unflow(text, delsp)
                 body.plain.append(text)
-            return
-        self._attach(payload_bytes(part), part, content_type, name)
+            if text.strip():
+                self.texts += 1
+            if not name:
+                return
+            # A named body part is also the file the sender attached: keep both.
+        self._attach(data, part, content_type, name)
+
+    def _is_body_text(self, part: Message, content_type: str, name: str) -> bool:
+        """Text parts that are not attachments are body; a *named* inline text part only when it
+        is the message's first text: phones and some clients send the only text of a message
+        as an inline "file", while named text after the body is a file the sender attached."""
+        if content_type not in ("text/plain", "text/html"):
+            return False
+        if part.get_content_disposition() == "attachment":
+            return False
+        return not name or self.texts == 0
 
     def _attach(self, data: bytes, part: Message, content_type: str, name: str) -> None:
         if not self.collect:
@@ -635,10 +647,11 @@ class _Walker:
             return  # a bounce's returned message is our own mail, not the customer's content
         nested = _Body()
         collect, self.collect = self.collect, False
+        texts, self.texts = self.texts, 0
         try:
             self.visit(inner, depth + 1, nested, in_report=False)
         finally:
-            self.collect = collect
+            self.collect, self.texts = collect, texts
         text = "\n".join(nested.plain).strip("\n")
         if not text.strip() and nested.html:
             text = html_to_text("\n".join(nested.html))
