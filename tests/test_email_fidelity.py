@@ -336,3 +336,16 @@ def test_mail_with_nul_bytes_is_stored_on_postgres(pg_pipeline: Pipeline, smtp_s
     assert "broken text" in message["full_text"]
     assert "UTF-16 text with its NULs" in message["full_text"]
     assert _no_nul(message)
+
+
+# -- missing comma between addresses ----------------------------------------------------------------
+def test_addresses_without_a_comma_take_the_first_as_sender(blobs: FileBlobStore) -> None:
+    raw = (
+        b"From: first@x.example second@y.example\n"
+        b"To: support@omnidesk.test boss@omnidesk.test\n"
+        b"Subject: two\n\nhi\n"
+    )
+    env = parse(raw, blobs)
+    assert env.sender.address == "first@x.example"
+    assert [p.address for p in env.to] == ["support@omnidesk.test", "boss@omnidesk.test"]
+    assert env.headers["from"] == "first@x.example second@y.example"

@@ -408,7 +408,7 @@ def parse_addresses(value: str, hints: tuple[str, ...] = ()) -> list[tuple[str, 
     if value.count("(") > 8:
         value = _drop_deep_comments(value)
     if "@" in value:
-        value = _drop_routes(value)
+        value = _separate_bare_addresses(_drop_routes(value))
     pairs = _parse(value, hints)
     if "=?" in value and not any("@" in addr for _, addr in pairs):
         pairs = _parse(decode_header_value(value, hints), hints)
@@ -453,6 +453,29 @@ _OBS_ROUTE = re.compile(r"<\s*@[^<>:\"]*:\s*")
 
 def _drop_routes(value: str) -> str:
     return _OBS_ROUTE.sub("<", value) if "<@" in value or "< " in value else value
+
+
+def _separate_bare_addresses(value: str) -> str:
+    """'a@x.example b@y.example' (the comma forgotten) as 'a@x.example, b@y.example'.
+
+    Without the comma the stdlib parser makes one broken address of both. Mail clients read the
+    first as the sender and the rest as further addresses, as Python's parser once did. Only
+    values without quotes, angle brackets or comments are split: there, words are separated by
+    white space alone.
+    """
+    if value.count("@") < 2 or any(char in value for char in '<"('):
+        return value
+    chunks: list[str] = []
+    for chunk in value.split(","):
+        words: list[str] = []
+        seen_address = False
+        for word in chunk.split():
+            if "@" in word and seen_address:
+                words.append(",")
+            seen_address = seen_address or "@" in word
+            words.append(word)
+        chunks.append(" ".join(words))
+    return ", ".join(chunks)
 
 
 # "alice@example.com <bob@example.com>": an unquoted address used as a display name, which
