@@ -349,3 +349,34 @@ def test_addresses_without_a_comma_take_the_first_as_sender(blobs: FileBlobStore
     assert env.sender.address == "first@x.example"
     assert [p.address for p in env.to] == ["support@omnidesk.test", "boss@omnidesk.test"]
     assert env.headers["from"] == "first@x.example second@y.example"
+
+
+# -- uuencoded files in a plain-text body -----------------------------------------------------------
+def _uuencode(data: bytes) -> bytes:
+    lines = [binascii.b2a_uu(data[i : i + 45]) for i in range(0, len(data), 45)]
+    return b"".join(lines) + b"`\n"
+
+
+def test_uuencoded_files_in_text_become_attachments(blobs: FileBlobStore) -> None:
+    report = bytes(range(256)) * 3
+    notes = b"line one\nline two\n"
+    raw = (
+        b"From: cron@db.example\nTo: support@omnidesk.test\nSubject: nightly\n\n"
+        b"Nightly export below.\n\n"
+        b"begin 644 export.bin\n" + _uuencode(report) + b"end\n"
+        b"\nAnd the notes:\n"
+        b"begin 600 notes.txt\n" + _uuencode(notes) + b"end\n"
+        b"-- \ncron\n"
+    )
+    env = parse(raw, blobs)
+    assert attachment(env, blobs, "export.bin") == report
+    assert attachment(env, blobs, "notes.txt") == notes
+    assert env.text.startswith("Nightly export below.")
+    assert "And the notes:" in env.full_text
+
+
+def test_text_that_only_looks_like_uuencode_stays(blobs: FileBlobStore) -> None:
+    raw = b"From: a@b.example\nSubject: s\n\nbegin 644 plan.txt\nthis is not encoded ~~~~\nend\n"
+    env = parse(raw, blobs)
+    assert "this is not encoded" in env.full_text
+    assert env.attachments == ()

@@ -21,6 +21,7 @@ What the walk produces:
 from __future__ import annotations
 
 import hashlib
+import mimetypes
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ from intake.email.mime import (
     message_bytes,
     payload_bytes,
     unflow,
+    uuencoded_files,
 )
 from intake.email.reply import split_reply
 from intake.envelope import AttachmentRef, Channel, Envelope, Party, PartyKind, ThreadHints
@@ -555,6 +557,7 @@ class _Walker:
             if html:
                 body.html.append(text)
             else:
+                self._store_uuencoded(text)
                 if str(part.get_param("format", "") or "").lower() == "flowed":
                     delsp = str(part.get_param("delsp", "") or "").lower() == "yes"
                     text = unflow(text, delsp)
@@ -576,6 +579,16 @@ class _Walker:
             return False
         return not name or self.texts == 0
 
+    def _store_uuencoded(self, text: str) -> None:
+        """Pre-MIME attachments ("begin 644 name" ... "end") in the text are stored as files.
+
+        The block itself stays in the text for now: the Zammad corpus expects it there (mail025)
+        and that corpus figure must not move in this change.
+        """
+        for name, data in uuencoded_files(text):
+            guessed = mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+            self._store(data, guessed, name, inline=False, cid=None)
+
     def _attach(self, data: bytes, part: Message, content_type: str, name: str) -> None:
         if not self.collect:
             return
@@ -583,13 +596,21 @@ class _Walker:
             name = self._unique(default_filename(part, content_type))
         disposition = part.get_content_disposition()
         cid = content_id(part)
+        inline = disposition == "inline" or (disposition is None and cid is not None)
+        self._store(data, content_type, name, inline=inline, cid=cid)
+
+    def _store(
+        self, data: bytes, content_type: str, name: str, *, inline: bool, cid: str | None
+    ) -> None:
+        if not self.collect:
+            return
         self.attachments.append(
             AttachmentRef(
                 sha256=_put(self.blobs, data),
                 size=len(data),
                 content_type=content_type,
                 filename=name,
-                inline=disposition == "inline" or (disposition is None and cid is not None),
+                inline=inline,
                 content_id=cid,
             )
         )
