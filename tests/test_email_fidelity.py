@@ -338,6 +338,79 @@ def test_mail_with_nul_bytes_is_stored_on_postgres(pg_pipeline: Pipeline, smtp_s
     assert _no_nul(message)
 
 
+# -- 8. acknowledgements to internationalised addresses (RFC 6531/6532) ---------------------------
+def _ack(to: str, name: str = "Jöhn Döe") -> OutboxMessage:
+    payload = {"from": "support@example.com", "to": to, "to_name": name,
+               "subject": "[OD-9] Re: Bestellung", "text": "We got your message.", "ticket_ref": "OD-9"}
+    return OutboxMessage(id=9, channel="email", kind="ack", recipient=to,
+                         message_id=f"<ack-{uuid.uuid4().hex}@example.com>", payload=payload, attempts=1)
+
+
+def _sink(*, smtputf8: bool) -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    controller = Controller(sink, hostname=sink.host, port=sink.port, decode_data=False,
+                            enable_SMTPUTF8=smtputf8)
+    controller.start()
+    yield sink
+    controller.stop()
+
+
+@pytest.fixture
+def utf8_sink() -> Iterator[SmtpSink]:
+    yield from _sink(smtputf8=True)
+
+
+@pytest.fixture
+def ascii_sink() -> Iterator[SmtpSink]:
+    """A relay that does not advertise SMTPUTF8 (aiosmtpd's Controller does by default)."""
+    yield from _sink(smtputf8=False)
+
+
+def test_utf8_address_goes_out_with_smtputf8(utf8_sink: SmtpSink) -> None:
+    SmtpSender(utf8_sink.url).send(_ack("jdöe@mächine.example"))
+    mail = utf8_sink.wait_for(1)[0]
+    local, _, domain = mail.rcpt_tos[0].rpartition("@")
+    assert local == "jdöe" and domain.encode().decode("idna") == "mächine.example"
+    header = mail.raw.split(b"\r\n\r\n", 1)[0]
+    assert "jdöe@".encode() in header  # raw UTF-8 in the header, as RFC 6532 has it
+    to = message_from_string(mail.raw.decode("utf-8"), policy=policy.default)["To"].addresses[0]
+    assert to.display_name == "Jöhn Döe" and to.username == "jdöe"
+
+
+def test_utf8_address_without_smtputf8_fails_permanently_and_says_why(ascii_sink: SmtpSink) -> None:
+    sender = SmtpSender(ascii_sink.url)
+    with pytest.raises(PermanentDeliveryError, match="does not offer SMTPUTF8.*jdöe@"):
+        sender.send(_ack("jdöe@mächine.example"))
+    # The same connection still carries mail that needs no extension.
+    sender.send(_ack("ana@customer.example"))
+    assert [m.rcpt_tos for m in ascii_sink.wait_for(1)] == [("ana@customer.example",)]
+
+
+def test_non_ascii_domain_alone_needs_no_smtputf8(ascii_sink: SmtpSink) -> None:
+    SmtpSender(ascii_sink.url).send(_ack("ana@bücher.example"))
+    mail = ascii_sink.wait_for(1)[0]
+    assert mail.rcpt_tos == ("ana@xn--bcher-kva.example",)
+    assert mail.raw.isascii()
+    assert mail.message["To"].addresses[0].domain.encode().decode("idna") == "bücher.example"
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["jdöe@mächine.example", "ana@bücher.example", '"john doe"@example.com', "über@例え.jp",
+     "j\ufffd@x.example", "mailer-daemon", "a@b@c"],
+)
+def test_no_address_the_intake_accepts_crashes_a_sender(
+    tmp_path: Path, utf8_sink: SmtpSink, ascii_sink: SmtpSink, address: str
+) -> None:
+    # A clear, final PermanentDeliveryError is an answer; any other exception is a crash.
+    senders = (FileDropSender(tmp_path / "drop"), SmtpSender(utf8_sink.url), SmtpSender(ascii_sink.url))
+    for sender in senders:
+        try:
+            sender.send(_ack(address))
+        except PermanentDeliveryError:
+            pass
+
+
 # -- missing comma between addresses ----------------------------------------------------------------
 def test_addresses_without_a_comma_take_the_first_as_sender(blobs: FileBlobStore) -> None:
     raw = (
