@@ -87,6 +87,10 @@ _MULTIBYTE = frozenset(
 )
 # Codecs whose text looks like ASCII bytes but is not plain ASCII.
 _SEVEN_BIT_STATEFUL = frozenset({"utf-7", "iso2022_jp", "iso2022_kr", "hz", "iso2022_jp_2"})
+# Codecs whose bytes are mostly NUL and ASCII ("h\x00i\x00" in UTF-16LE): ASCII-only bytes are
+# no sign of ASCII text in them, and UTF-8 is never a fallback for them.
+_WIDE = frozenset({"utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"})
+_NOT_ASCII_BASED = _SEVEN_BIT_STATEFUL | _WIDE
 
 
 def _latin_fallback(error: UnicodeError) -> tuple[str, int]:
@@ -142,28 +146,33 @@ def decode_bytes(data: bytes, charset: str | None = None, hints: tuple[str, ...]
     UTF-8 with stray bytes read as Windows-1252. Bytes a declared charset cannot decode become
     U+FFFD rather than an error.
     """
-    if data.isascii() and _codec_for(charset) not in _SEVEN_BIT_STATEFUL:
-        return data.decode("ascii")
-    return scrub_surrogates(_decode_bytes(data, charset, hints))
+    if data.isascii() and _codec_for(charset) not in _NOT_ASCII_BASED:
+        return storable(data.decode("ascii"))
+    return storable(_decode_bytes(data, charset, hints))
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def scrub_surrogates(text: str) -> str:
-    """Lone surrogates (UTF-7 can encode them) cannot be stored as UTF-8 JSON: replace them."""
+def storable(text: str) -> str:
+    """Text that any store accepts: no lone surrogates and no NUL characters.
+
+    Lone surrogates (UTF-7 can encode them) are not valid UTF-8, so they become U+FFFD. NUL is
+    never content in mail (it is what UTF-16 misread as ASCII leaves, or binary junk), and
+    PostgreSQL refuses it in text and jsonb, so it is dropped.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "")
     return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
 def _decode_bytes(data: bytes, charset: str | None, hints: tuple[str, ...]) -> str:
     codec = _codec_for(charset)
-    if data.isascii() and codec not in _SEVEN_BIT_STATEFUL:
-        return data.decode("ascii")
     candidates: list[str] = []
     if codec:
         candidates.append(codec)
         candidates.extend(_FAMILY.get(codec, ()))
-    if codec not in _SEVEN_BIT_STATEFUL:
+    if codec not in _NOT_ASCII_BASED:
         # ASCII-only bytes "decode" as UTF-8: never let that shadow an escape-sequence charset.
         candidates.append("utf-8")
     for hint in hints:
@@ -240,16 +249,35 @@ def raw_header_bytes(value: str) -> bytes:
 
 def _raw_to_text(value: str, hints: tuple[str, ...] = ()) -> str:
     if value.isascii():
-        return value
+        return storable(value)
     try:
         data = raw_header_bytes(value)
     except UnicodeEncodeError:
         # Already real text (a str header that never went through bytes).
-        return value
+        return storable(value)
+    return storable(_raw_bytes_to_text(data, hints))
+
+
+def _mostly_utf8(data: bytes) -> bool:
+    """Whether bytes that are not valid UTF-8 are still UTF-8 text with a few bad bytes.
+
+    A name cut mid-character or one stray byte leaves most multi-byte sequences valid; text in
+    a legacy 8-bit or CJK charset almost never forms a valid UTF-8 sequence by accident. So the
+    valid non-ASCII characters must outnumber the invalid sequences.
+    """
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd") - data.count("\ufffd".encode())
+    good = sum(1 for char in text if char > "\x7f") - bad
+    return good > bad
+
+
+def _raw_bytes_to_text(data: bytes, hints: tuple[str, ...]) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
+    if _mostly_utf8(data):
+        return data.decode("utf-8", errors="replace")
     # Multi-byte charsets first: they reject bytes that are not theirs, single-byte ones never do.
     for hint in sorted(hints, key=lambda h: _codec_for(h) not in _MULTIBYTE):
         codec = _codec_for(hint)
@@ -281,8 +309,28 @@ _ENCODED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([bBqQ])\?([^?]*)\?=")
 _Q_HEX = re.compile(rb"=([0-9A-Fa-f]{2})")
 
 
-def _decode_q(text: str) -> bytes:
-    data = text.replace("_", " ").encode("latin-1", errors="replace")
+def _word_bytes(text: str, charset: str) -> bytes:
+    """The bytes of an encoded word's text, raw 8-bit bytes included.
+
+    RFC 2047 forbids raw 8-bit bytes inside a word, but old mailers (Eudora) write
+    'Fr<0xF6>sche' instead of 'Fr=F6sche'. Such a byte is in the charset the word names, so it
+    is kept as a byte and decoded with the rest of the word rather than turned into '?'.
+    """
+    try:
+        return text.encode("ascii", errors="surrogateescape")
+    except UnicodeEncodeError:
+        pass
+    # Real characters: a value that was decoded once already (a file name read back).
+    for codec in (_codec_for(charset) or "utf-8", "utf-8"):
+        try:
+            return text.encode(codec, errors="surrogateescape")
+        except (UnicodeEncodeError, LookupError):
+            continue
+    return text.encode("utf-8", errors="replace")
+
+
+def _decode_q(text: str, charset: str) -> bytes:
+    data = _word_bytes(text.replace("_", " "), charset)
     return _Q_HEX.sub(lambda m: bytes((int(m.group(1), 16),)), data)
 
 
@@ -305,7 +353,7 @@ def decode_header_value(value: str, hints: tuple[str, ...] = ()) -> str:
     # Whitespace around the raw value is transport noise (an encoded trailing space is content).
     value = unfold(value).strip()
     if "=?" not in value:
-        return scrub_surrogates(_raw_to_text(value, hints))
+        return _raw_to_text(value, hints)
     out: list[str] = []
     pending: bytearray = bytearray()
     pending_charset: str | None = None
@@ -324,7 +372,7 @@ def decode_header_value(value: str, hints: tuple[str, ...] = ()) -> str:
             flush()
             out.append(_raw_to_text(gap, hints))
         charset, encoding, text = match.group(1), match.group(2), match.group(3)
-        data = _decode_b(text) if encoding in "bB" else _decode_q(text)
+        data = _decode_b(text) if encoding in "bB" else _decode_q(text, charset)
         if pending_charset is not None and charset.lower() != pending_charset:
             flush()
         pending_charset = charset.lower()
@@ -332,7 +380,7 @@ def decode_header_value(value: str, hints: tuple[str, ...] = ()) -> str:
         pos = match.end()
     flush()
     out.append(_raw_to_text(value[pos:], hints))
-    return scrub_surrogates("".join(out))
+    return storable("".join(out))
 
 
 def _clean_name(name: str, raw: str, hints: tuple[str, ...]) -> str:
@@ -359,6 +407,8 @@ def parse_addresses(value: str, hints: tuple[str, ...] = ()) -> list[tuple[str, 
     value = unfold(value)
     if value.count("(") > 8:
         value = _drop_deep_comments(value)
+    if "@" in value:
+        value = _separate_bare_addresses(_drop_routes(value))
     pairs = _parse(value, hints)
     if "=?" in value and not any("@" in addr for _, addr in pairs):
         pairs = _parse(decode_header_value(value, hints), hints)
@@ -394,6 +444,38 @@ def _drop_deep_comments(value: str, limit: int = 4) -> str:
         if depth <= limit:
             out.append(char)
     return "".join(out) + ")" * min(depth, limit)
+
+
+# RFC 5322 §4.4 obs-route: "<@relay1.example,@relay2.example:mary@example.net>". Receivers must
+# accept it and ignore the route; the stdlib parser splits it into junk recipients instead.
+_OBS_ROUTE = re.compile(r"<\s*@[^<>:\"]*:\s*")
+
+
+def _drop_routes(value: str) -> str:
+    return _OBS_ROUTE.sub("<", value) if "<@" in value or "< " in value else value
+
+
+def _separate_bare_addresses(value: str) -> str:
+    """'a@x.example b@y.example' (the comma forgotten) as 'a@x.example, b@y.example'.
+
+    Without the comma the stdlib parser makes one broken address of both. Mail clients read the
+    first as the sender and the rest as further addresses, as Python's parser once did. Only
+    values without quotes, angle brackets or comments are split: there, words are separated by
+    white space alone.
+    """
+    if value.count("@") < 2 or any(char in value for char in '<"('):
+        return value
+    chunks: list[str] = []
+    for chunk in value.split(","):
+        words: list[str] = []
+        seen_address = False
+        for word in chunk.split():
+            if "@" in word and seen_address:
+                words.append(",")
+            seen_address = seen_address or "@" in word
+            words.append(word)
+        chunks.append(" ".join(words))
+    return ", ".join(chunks)
 
 
 # "alice@example.com <bob@example.com>": an unquoted address used as a display name, which
@@ -471,7 +553,9 @@ def canonical_message_id(value: str) -> str | None:
     if match:
         core = match.group(1)
     elif "<" in value:
-        return None  # a bracketed value that is not one token ("<a b@c>") is junk
+        core = _obsolete_id(value)
+        if core is None:
+            return None  # a bracketed value that is not one token ("<a b@c>") is junk
     else:
         stripped = _COMMENT.sub(" ", value).strip()
         core = next(_bare_tokens(stripped), "")
@@ -479,6 +563,20 @@ def canonical_message_id(value: str) -> str | None:
             return None
     core = core.strip("<>")
     return f"<{core}>" if _usable(core) else None
+
+
+# RFC 5322 §4.5.4 obs-id: comments and white space around the '@' and the dots of an id,
+# "<1234 @ local(host) .machine .example>"; white space anywhere else means junk.
+_OBS_ID = re.compile(r"<([^<>]*)>")
+_SPACE_AROUND_DOT_OR_AT = re.compile(r"\s*([.@])\s*")
+
+
+def _obsolete_id(value: str) -> str | None:
+    match = _OBS_ID.search(value)
+    if match is None:
+        return None
+    core = _SPACE_AROUND_DOT_OR_AT.sub(r"\1", _COMMENT.sub(" ", match.group(1)).strip())
+    return None if not core or any(char.isspace() for char in core) else core
 
 
 def extract_message_ids(header_value: str) -> tuple[str, ...]:

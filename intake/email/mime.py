@@ -25,6 +25,7 @@ __all__ = [
     "message_bytes",
     "payload_bytes",
     "unflow",
+    "uuencoded_files",
 ]
 
 POLICY = email_policy.compat32
@@ -280,3 +281,52 @@ def unflow(text: str, delsp: bool) -> str:
     if buffer_depth >= 0:
         out.append(">" * buffer_depth + (" " if buffer_depth else "") + buffer)
     return "\n".join(out)
+
+
+# "begin 644 name" ... "end" (uuencode, pre-MIME attachments still sent by old tools and scripts).
+_UU_BEGIN = re.compile(r"^begin [0-7]{3,4} +(\S[^\n]*)\n", re.MULTILINE)
+_UU_END = re.compile(r"^end[ \t]*$", re.MULTILINE)
+
+
+def uuencoded_files(text: str) -> list[tuple[str, bytes]]:
+    """The uuencoded files in a plain-text body, as (name, bytes); ``text`` has LF line ends.
+
+    A "begin" block that does not decode as uuencode is text, not a file.
+    """
+    if "begin " not in text:
+        return []
+    files: list[tuple[str, bytes]] = []
+    pos = 0
+    for begin in _UU_BEGIN.finditer(text):
+        if begin.start() < pos:
+            continue  # a "begin" line inside a block already taken
+        end = _UU_END.search(text, begin.end())
+        if end is None:
+            break
+        data = _uudecode(text[begin.end() : end.start()])
+        if data is not None:
+            files.append((_safe_name(begin.group(1)) or "file", data))
+            pos = end.end()
+    return files
+
+
+def _uudecode(block: str) -> bytes | None:
+    """The bytes of uuencoded lines, or None when they are not uuencode."""
+    out = bytearray()
+    for line in block.split("\n"):
+        if not line.strip():
+            continue  # a blank line is no data (a2b_uu would read it as 32 NUL bytes)
+        try:
+            data = line.encode("ascii")
+        except UnicodeEncodeError:
+            return None
+        try:
+            out += binascii.a2b_uu(data)
+        except binascii.Error:
+            # Encoders disagree on padding; the length byte says how much of the line is data.
+            size = (((data[0] - 32) & 63) * 4 + 5) // 3
+            try:
+                out += binascii.a2b_uu(data[:size])
+            except binascii.Error:
+                return None
+    return bytes(out)

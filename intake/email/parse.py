@@ -21,6 +21,7 @@ What the walk produces:
 from __future__ import annotations
 
 import hashlib
+import mimetypes
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ from intake.email.mime import (
     message_bytes,
     payload_bytes,
     unflow,
+    uuencoded_files,
 )
 from intake.email.reply import split_reply
 from intake.email.details import EmailDetails, email_envelope
@@ -240,6 +242,30 @@ def _parse(
 _GOOD_LINE = re.compile(rb"[!-9;-~]+:|[ \t]|\r?$")
 _PARAMETER = re.compile(rb"\s*[A-Za-z][\w.-]*\*?\d*\*?=")
 _BAD_LINE = re.compile(rb"\n(?![!-9;-~]+:|[ \t]|\r?\n|\r?$)")
+# RFC 5322 §4.5 obs-fields: white space between the field name and its colon ("From  : ...").
+_OBS_FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]+:", re.MULTILINE)
+# A MIME delimiter line ("--" and a boundary, RFC 2046 §5.1.1) that is not a header line.
+_DELIMITER_LINE = re.compile(rb"^--(?![!-9;-~]*:)[^\r\n]*\r?$", re.MULTILINE)
+
+
+def _header_block_end(raw: bytes, end: int) -> int:
+    """Where the top-level header block really ends: at ``end`` (the first empty line), or
+    earlier at a MIME delimiter line when the sender left out the empty line.
+
+    A delimiter can never be a header, and the header lines after it are the first part's own:
+    read as top-level headers they would swallow the delimiter and the first part with it.
+    """
+    if b"\n--" not in raw[:end]:
+        return end
+    match = _DELIMITER_LINE.search(raw, 0, end)
+    return end if match is None else match.start()
+
+
+def _accept_obsolete_fields(block: bytes) -> bytes:
+    """Rewrite "Name  :" as "Name:" so the stdlib parser reads the obsolete field (RFC 5322 §4
+    says receivers must accept it); left alone, "From  : ..." is taken for an mbox line or body.
+    """
+    return _OBS_FIELD_NAME.sub(rb"\1:", block) if _OBS_FIELD_NAME.search(block) else block
 
 
 def _repair_headers(raw: bytes, end: int) -> bytes:
@@ -249,9 +275,15 @@ def _repair_headers(raw: bytes, end: int) -> bytes:
     the middle of the header block, and the stdlib parser then takes it as the start of the body,
     losing From/To/Subject below it. A bad line *followed by real header lines* is a broken
     continuation, so we indent it; junk before the first header (an mbox or forwarding banner) is
-    dropped. Untouched when the block is clean, which is nearly always (one regex search).
+    dropped. The block stops at a MIME delimiter line, and obsolete "Name :" fields are accepted.
+    Untouched when the block is clean, which is nearly always (a few regex searches).
     """
-    block = raw[:end]
+    end = _header_block_end(raw, end)
+    original = raw[:end]
+    block = _accept_obsolete_fields(original)
+    if block is not original:
+        raw = block + raw[end:]
+        end = len(block)
     if not block or block.startswith(b"\n"):
         return raw
     first_ok = _GOOD_LINE.match(block) is not None or block.startswith(b"From ")
@@ -300,6 +332,8 @@ def _check_tree(message: Message, limits: ParseLimits) -> bool:
             size = sum(len(k) + len(str(v)) + 3 for k, v in part.raw_items())
             check_header_block(size, limits, where=f"a MIME part at depth {depth}")
         payload = part.get_payload()
+        if isinstance(payload, str) and part.get_content_maintype() == "multipart":
+            payload = _mend_folded_boundary(part) or payload
         if isinstance(payload, list):
             has_messages = has_messages or part.get_content_maintype() == "message"
             if part.get_content_maintype() == "multipart":
@@ -320,16 +354,59 @@ def _parts_after_close(part: Message) -> list[Message]:
     boundary = part.get_boundary()
     if not epilogue or not boundary:
         return []
-    match = re.search(rf"(?m)^--{re.escape(boundary)}[ \t]*\r?$", epilogue)
+    match = _delimiter(boundary).search(epilogue)
     if match is None:
         return []
-    wrapper = (
-        f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n' + epilogue[match.start() :]
-    ).encode("ascii", errors="surrogateescape")
-    recovered = BytesParser(policy=_POLICY).parsebytes(wrapper)
+    recovered = _parse_multipart(boundary, epilogue[match.start() :])
     part.epilogue = None
-    children = recovered.get_payload()
-    return [c for c in children if isinstance(c, Message)] if isinstance(children, list) else []
+    return _children(recovered)
+
+
+def _delimiter(boundary: str) -> re.Pattern[str]:
+    return re.compile(rf"(?m)^--{re.escape(boundary)}[ \t]*\r?$")
+
+
+def _parse_multipart(boundary: str, body: str) -> Message:
+    """Parse ``body`` (text as the stdlib parser holds it) as a multipart with ``boundary``."""
+    wrapper = (f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n' + body).encode(
+        "ascii", errors="surrogateescape"
+    )
+    return BytesParser(policy=_POLICY).parsebytes(wrapper)
+
+
+def _children(message: Message) -> list[Message]:
+    payload = message.get_payload()
+    return [c for c in payload if isinstance(c, Message)] if isinstance(payload, list) else []
+
+
+_FOLD_IN_PARAMETER = re.compile(r"\r?\n([ \t]+)")
+
+
+def _mend_folded_boundary(part: Message) -> list[Message] | None:
+    """Split a multipart whose ``boundary`` parameter was folded inside its quotes.
+
+    'boundary="----=_NextPart\r\n _000_..."' yields a boundary with a line break in it, which no
+    delimiter line can match, so the parser finds no part at all. Like other parsers we unfold
+    the parameter first; mailers fold both by inserting white space and at white space that was
+    there, so both readings are tried and the one the body uses as a delimiter wins.
+    """
+    boundary = part.get_boundary()
+    body = part.get_payload()
+    if not boundary or not isinstance(body, str) or "\n" not in boundary:
+        return None
+    for unfolded in (_FOLD_IN_PARAMETER.sub("", boundary), _FOLD_IN_PARAMETER.sub(r"\1", boundary)):
+        if unfolded and _delimiter(unfolded).search(body):
+            break
+    else:
+        return None
+    recovered = _parse_multipart(unfolded, body)
+    children = _children(recovered)
+    if not children:
+        return None
+    part.set_boundary(unfolded)
+    part.preamble, part.epilogue = recovered.preamble, recovered.epilogue
+    part.set_payload(list[Message | str](children))
+    return children
 
 
 def _charset_hints(message: Message) -> tuple[str, ...]:
@@ -408,9 +485,11 @@ class _Walker:
         self.names: set[str] = set()
         # Inside an attached message we read text but store nothing: the .eml holds it all.
         self.collect = True
+        # Body text parts taken so far (of the message being walked, not of attached ones).
+        self.texts = 0
 
     def visit(self, part: Message, depth: int, body: _Body, *, in_report: bool) -> None:
-        content_type = part.get_content_type()
+        content_type = _content_type(part)
         if (
             self.bounce is not None
             and self.collect
@@ -477,24 +556,45 @@ class _Walker:
 
     def _leaf(self, part: Message, content_type: str, body: _Body) -> None:
         name = filename(part)
-        if (
-            content_type in ("text/plain", "text/html")
-            and part.get_content_disposition() != "attachment"
-            and not name
-        ):
-            data = payload_bytes(part)
+        data = payload_bytes(part)
+        if self._is_body_text(part, content_type, name):
             html = content_type == "text/html"
             text = decode_bytes(data, charset_of(part, data, html))
             text = text.replace("\r\n", "\n").replace("\r", "\n")
             if html:
                 body.html.append(text)
             else:
+                self._store_uuencoded(text)
                 if str(part.get_param("format", "") or "").lower() == "flowed":
                     delsp = str(part.get_param("delsp", "") or "").lower() == "yes"
                     text = unflow(text, delsp)
                 body.plain.append(text)
-            return
-        self._attach(payload_bytes(part), part, content_type, name)
+            if text.strip():
+                self.texts += 1
+            if not name:
+                return
+            # A named body part is also the file the sender attached: keep both.
+        self._attach(data, part, content_type, name)
+
+    def _is_body_text(self, part: Message, content_type: str, name: str) -> bool:
+        """Text parts that are not attachments are body; a *named* inline text part only when it
+        is the message's first text: phones and some clients send the only text of a message
+        as an inline "file", while named text after the body is a file the sender attached."""
+        if content_type not in ("text/plain", "text/html"):
+            return False
+        if part.get_content_disposition() == "attachment":
+            return False
+        return not name or self.texts == 0
+
+    def _store_uuencoded(self, text: str) -> None:
+        """Pre-MIME attachments ("begin 644 name" ... "end") in the text are stored as files.
+
+        The block itself stays in the text for now: the Zammad corpus expects it there (mail025)
+        and that corpus figure must not move in this change.
+        """
+        for name, data in uuencoded_files(text):
+            guessed = mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+            self._store(data, guessed, name, inline=False, cid=None)
 
     def _attach(self, data: bytes, part: Message, content_type: str, name: str) -> None:
         if not self.collect:
@@ -503,13 +603,21 @@ class _Walker:
             name = self._unique(default_filename(part, content_type))
         disposition = part.get_content_disposition()
         cid = content_id(part)
+        inline = disposition == "inline" or (disposition is None and cid is not None)
+        self._store(data, content_type, name, inline=inline, cid=cid)
+
+    def _store(
+        self, data: bytes, content_type: str, name: str, *, inline: bool, cid: str | None
+    ) -> None:
+        if not self.collect:
+            return
         self.attachments.append(
             AttachmentRef(
                 sha256=_put(self.blobs, data),
                 size=len(data),
                 content_type=content_type,
                 filename=name,
-                inline=disposition == "inline" or (disposition is None and cid is not None),
+                inline=inline,
                 content_id=cid,
             )
         )
@@ -567,14 +675,25 @@ class _Walker:
             return  # a bounce's returned message is our own mail, not the customer's content
         nested = _Body()
         collect, self.collect = self.collect, False
+        texts, self.texts = self.texts, 0
         try:
             self.visit(inner, depth + 1, nested, in_report=False)
         finally:
-            self.collect = collect
+            self.collect, self.texts = collect, texts
         text = "\n".join(nested.plain).strip("\n")
         if not text.strip() and nested.html:
             text = html_to_text("\n".join(nested.html))
         self.forwarded.append(_forward_block(inner_items, hints, text))
+
+
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
+
+
+def _content_type(part: Message) -> str:
+    """The part's media type; one that is not an RFC 6838 name (control bytes, NUL, spaces)
+    is unknown data, and must not reach the store (PostgreSQL refuses NUL in jsonb)."""
+    content_type = part.get_content_type()
+    return content_type if _MEDIA_TYPE.fullmatch(content_type) else "application/octet-stream"
 
 
 def _decode_transfer(data: bytes, encoding: str) -> bytes:

@@ -37,6 +37,9 @@ __all__ = ["ComposedMail", "FileDropSender", "SmtpSender", "compose_email", "ema
 
 # compat32 semantics with the CRLF line ends SMTP requires (smtplib sends bytes as they are).
 _WIRE = compat32.clone(linesep="\r\n")
+# For SMTPUTF8 mail (RFC 6531/6532): headers may hold raw UTF-8, which compat32 writes as it is
+# when the value carries it as surrogate escapes and the policy allows 8-bit data.
+_WIRE_UTF8 = _WIRE.clone(cte_type="8bit")
 
 
 def _one_line(value: object) -> str:
@@ -49,15 +52,45 @@ def _header_text(value: str) -> str | Header:
 
 
 def _address(addr: str, name: str = "") -> tuple[str, str]:
-    """(formatted "Name <a@b>" header value, bare address)."""
+    """(formatted "Name <a@b>" header value, bare address as it travels).
+
+    A non-ASCII domain is IDNA-encoded, so only a non-ASCII local part (RFC 6532) makes the
+    address need SMTPUTF8; such an address is written into the header as raw UTF-8.
+    """
     addr = _one_line(addr)
     display, bare = parseaddr(addr)
-    bare = bare or addr
+    bare = _ascii_domain(bare or addr)
     local, _, domain = bare.rpartition("@")
-    if not local or not domain or " " in bare:
+    quoted = len(local) > 1 and local[0] == local[-1] == '"'
+    if not local or not domain or " " in domain or (" " in local and not quoted):
         raise PermanentDeliveryError(f"not an email address: {addr!r}")
     display = _one_line(name or display)
-    return formataddr((display, bare), charset="utf-8"), bare
+    if bare.isascii():
+        return formataddr((display, bare), charset="utf-8"), bare
+    return _utf8_header(_utf8_mailbox(display, bare)), bare
+
+
+def _ascii_domain(addr: str) -> str:
+    """The address with its domain in IDNA form (RFC 5891); unchanged if that is impossible."""
+    local, at, domain = addr.rpartition("@")
+    if not at or domain.isascii():
+        return addr
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return addr  # left as UTF-8: then it needs SMTPUTF8 like a non-ASCII local part
+
+
+def _utf8_mailbox(display: str, bare: str) -> str:
+    if not display:
+        return bare
+    escaped = display.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}" <{bare}>'
+
+
+def _utf8_header(value: str) -> str:
+    """A header value holding raw UTF-8, in the form the compat32 generator writes unchanged."""
+    return value.encode("utf-8").decode("ascii", errors="surrogateescape")
 
 
 def text_to_html(text: str) -> str:
@@ -72,9 +105,20 @@ class ComposedMail:
     raw: bytes
     envelope_from: str
     recipient: str
+    # Addresses with a non-ASCII local part (RFC 6532): only a relay offering SMTPUTF8 takes them.
+    utf8_addresses: tuple[str, ...] = ()
 
 
 def compose_email(message: OutboxMessage, blobs: BlobStore | None = None) -> ComposedMail:
+    """See ``_compose``; data that cannot become a message is a permanent failure, never a crash
+    (a crash would leave the outbox row pending, to fail the same way on every attempt)."""
+    try:
+        return _compose(message, blobs)
+    except (UnicodeError, ValueError) as exc:
+        raise PermanentDeliveryError(f"cannot compose the message: {exc}") from exc
+
+
+def _compose(message: OutboxMessage, blobs: BlobStore | None) -> ComposedMail:
     """The MIME bytes of an outbox row: a text part, an HTML alternative, attachments.
 
     Payload keys: from, from_name, to, to_name, subject, text, html (optional; derived from the
@@ -128,7 +172,10 @@ def compose_email(message: OutboxMessage, blobs: BlobStore | None = None) -> Com
     # Automatic replies go out with an empty envelope sender (RFC 3834): bounces of them must
     # not loop back into the help desk as new tickets.
     envelope_from = "" if message.kind == "ack" else from_address
-    return ComposedMail(raw=mail.as_bytes(policy=_WIRE), envelope_from=envelope_from, recipient=message.recipient)
+    recipient = _ascii_domain(_one_line(message.recipient))
+    utf8 = tuple(dict.fromkeys(a for a in (recipient, to_address, from_address) if not a.isascii()))
+    raw = mail.as_bytes(policy=_WIRE_UTF8 if utf8 else _WIRE)
+    return ComposedMail(raw=raw, envelope_from=envelope_from, recipient=recipient, utf8_addresses=utf8)
 
 
 class SmtpSender:
@@ -192,13 +239,15 @@ class SmtpSender:
             try:
                 # smtplib resets the SMTP transaction itself after a refusal, so a reused
                 # connection is always clean here.
-                return client.sendmail(mail.envelope_from, [mail.recipient], mail.raw)
+                return client.sendmail(
+                    mail.envelope_from, [mail.recipient], mail.raw, mail_options=_options(client, mail)
+                )
             except smtplib.SMTPServerDisconnected:
                 self._drop()
                 client = None
                 if attempt == 2:
                     raise
-            except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused):
+            except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused, PermanentDeliveryError):
                 raise  # the server answered: the connection is still good
             except BaseException:
                 self._drop()
@@ -213,6 +262,21 @@ class SmtpSender:
                 client.close()
             except Exception:
                 pass
+
+
+def _options(client: smtplib.SMTP, mail: ComposedMail) -> list[str]:
+    """MAIL FROM options: SMTPUTF8 when the message needs it, and only if the relay offers it.
+
+    Sent without the extension, a UTF-8 address would be refused or mangled by every relay on the
+    way, so a relay without it is a permanent failure that says why.
+    """
+    if not mail.utf8_addresses:
+        return []
+    client.ehlo_or_helo_if_needed()
+    if not client.has_extn("smtputf8"):
+        needed = ", ".join(mail.utf8_addresses)
+        raise PermanentDeliveryError(f"the relay does not offer SMTPUTF8, needed for the address {needed}")
+    return ["SMTPUTF8"]
 
 
 class FileDropSender:
