@@ -21,6 +21,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from config.settings import Settings
+from intake.email.details import EmailDetails
 from intake.blobs import FileBlobStore
 from intake.email import parse_email
 from intake.envelope import Envelope
@@ -238,7 +239,7 @@ def test_obsolete_header_syntax_is_read(blobs: FileBlobStore) -> None:
     env = parse(raw, blobs)
     assert env.sender.address == "ola.nordmann@fjord.example"
     assert env.sender.name == "Ola Q. Nordmann"
-    assert [p.address for p in env.to] == ["kari@ice.example", "support@omnidesk.test"]
+    assert [p.address for p in EmailDetails.of(env).to] == ["kari@ice.example", "support@omnidesk.test"]
     assert env.subject == "Fjord   tour"
     assert env.external_id == "<7781@host.fjord.example>"
     assert env.text == "Is the tour on Friday?"
@@ -343,7 +344,7 @@ def _ack(to: str, name: str = "Jöhn Döe") -> OutboxMessage:
     payload = {"from": "support@example.com", "to": to, "to_name": name,
                "subject": "[OD-9] Re: Bestellung", "text": "We got your message.", "ticket_ref": "OD-9"}
     return OutboxMessage(id=9, channel="email", kind="ack", recipient=to,
-                         message_id=f"<ack-{uuid.uuid4().hex}@example.com>", payload=payload, attempts=1)
+                         idempotency_key=f"<ack-{uuid.uuid4().hex}@example.com>", payload=payload, attempts=1)
 
 
 def _sink(*, smtputf8: bool) -> Iterator[SmtpSink]:
@@ -420,7 +421,7 @@ def test_addresses_without_a_comma_take_the_first_as_sender(blobs: FileBlobStore
     )
     env = parse(raw, blobs)
     assert env.sender.address == "first@x.example"
-    assert [p.address for p in env.to] == ["support@omnidesk.test", "boss@omnidesk.test"]
+    assert [p.address for p in EmailDetails.of(env).to] == ["support@omnidesk.test", "boss@omnidesk.test"]
     assert env.headers["from"] == "first@x.example second@y.example"
 
 
