@@ -12,6 +12,7 @@ from typing import Any, cast
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -178,6 +179,18 @@ class Ticket(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     last_inbound_at: Mapped[datetime | None]
+    # Bumped by every change an agent makes: ``If-Match`` compares it, so two agents editing the
+    # same ticket cannot silently overwrite each other.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Set when the ticket was merged into another: its messages moved there, and a message
+    # naming this ticket's reference lands there.
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    # When it was last resolved (the close clock) and closed; how often a customer reopened it.
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    reopened_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The first time an agent acted on it (new -> open), for first-response figures.
+    first_agent_action_at: Mapped[datetime | None]
 
     contact: Mapped[Contact] = relationship(lazy="joined")
     messages: Mapped[list[TicketMessage]] = relationship(
@@ -207,6 +220,10 @@ class TicketMessage(Base):
     # The routing Decision (JSON) for inbound messages.
     decision: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Who did it: an agent's email, ``customer``, ``system`` or ``rules`` (None on older rows).
+    actor: Mapped[str | None] = mapped_column(String(320))
+    # For EVENT entries: what changed, e.g. {"type": "status", "from": "new", "to": "open"}.
+    event: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
     ticket: Mapped[Ticket] = relationship(back_populates="messages")
 
@@ -343,3 +360,59 @@ class ProcessHeartbeat(Base):
 
 
 __all__ += ["ChannelCursor", "ChannelLease", "ProcessHeartbeat"]
+
+
+# --- agents -----------------------------------------------------------------------------------------
+class Role(StrEnum):
+    AGENT = "agent"  # works tickets
+    ADMIN = "admin"  # also manages agents and reads reports
+
+
+class Agent(Base):
+    """A person (or an integration) who works tickets. The one source of truth for who is an
+    agent: the rules file's queue ``agents:`` lists and assignment refer to these by email."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # lower-cased
+    role: Mapped[str] = mapped_column(String(16), default=Role.AGENT.value)
+    teams: Mapped[list[Any]] = mapped_column(default=list)  # the queues they work
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """An agent's API token, stored as a SHA-256 hash: the token itself is shown once.
+
+    ``prefix`` (the token's first characters) is what listings and revocation name; it is not
+    secret, and the hash is only compared once the prefix found the row.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class TicketLink(Base):
+    """Two tickets that belong together: ``related`` (an agent linked them), ``merged`` (the
+    ticket was merged into the other), ``follow_up`` (a message on a closed ticket opened it)."""
+
+    __tablename__ = "ticket_links"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
+    other_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), default="related")
+    created_by: Mapped[str] = mapped_column(String(320), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+__all__ += ["Agent", "ApiToken", "Role", "TicketLink"]
