@@ -303,16 +303,20 @@ def build_parser() -> argparse.ArgumentParser:
     rc = rules.add_parser("check", help="validate a rules file (default: OMNIDESK_RULES_FILE)")
     rc.add_argument("file", nargs="?")
     rc.set_defaults(handler=cmd_rules_check)
-    _extend_parser(sub, rules)
+    _extend_parser(sub, rules, tickets)
     return parser
 
 
-def _extend_parser(sub: Any, rules: Any) -> None:
-    """Commands that live in their own modules: route explain, rules replay, channels check."""
-    from omnidesk import cli_channels, cli_routing
+def _extend_parser(sub: Any, rules: Any, tickets: Any) -> None:
+    """Commands that live in their own modules: route explain, rules replay, channels check, the
+    agent commands on tickets, agents and contacts."""
+    from omnidesk import cli_agents, cli_channels, cli_contacts, cli_routing, cli_tickets
 
     cli_routing.register(sub, rules)
     cli_channels.register(sub)
+    cli_tickets.register(tickets)
+    cli_agents.register(sub)
+    cli_contacts.register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

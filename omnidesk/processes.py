@@ -102,11 +102,11 @@ class Running:
     def _start_web(self) -> None:
         import uvicorn
 
-        from intake.web import create_http_app
+        from omnidesk.web import create_web_app
 
         settings = self.app.settings
         config = uvicorn.Config(
-            create_http_app(self.app.db, self.app.registry),
+            create_web_app(self.app),
             host=settings.http_host,
             port=settings.http_port,
             log_level=settings.log_level.lower(),
