@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 
 from config.settings import Settings
+from intake.blobs import BlobStore
 from tickets.db import Database
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ __all__ = ["ApiContext", "api_context"]
 class ApiContext:
     db: Database
     settings: Settings
+    blobs: BlobStore
     composer: Composer
     rules: Callable[[], RuleSet | None]
     # Called with the outbox ids a request wrote, after its commit (enqueue their delivery).

@@ -161,6 +161,15 @@ class Settings(BaseSettings):
         description="A [OD-n] token from a sender not on that ticket: follow_up adds the message to "
         "it; new_ticket opens a new ticket linked to it (nobody can write into others' tickets).",
     )
+    resolved_close_after_hours: float = Field(
+        96, ge=0, description="A resolved ticket closes this many hours after it was resolved; until "
+        "then a customer message reopens it (counted in the reopen rate). 0: close at once.",
+    )
+    closed_ticket_reply: Literal["new_ticket", "reopen"] = Field(
+        "new_ticket",
+        description="A customer message on a closed ticket: new_ticket opens a new ticket linked to "
+        "the closed one; reopen reopens the closed ticket.",
+    )
     rules_file: Path = Field(Path("config/routing.yaml"), description="The routing rules file.")
     channels_file: Path = Field(Path("config/channels.yaml"), description="The channels file.")
 

@@ -92,6 +92,7 @@ class App:
             enqueue_route=self.actors.route_message.send,
             enqueue_deliver=self.actors.deliver_outbox.send,
             grace=timedelta(seconds=settings.sweep_grace_seconds),
+            chores=(self.close_resolved,),
         )
 
     # --- channels --------------------------------------------------------------------------
@@ -153,6 +154,22 @@ class App:
                 return ()
             raise
         return routed.outbox_ids if routed else ()
+
+    def close_resolved(self) -> list[str]:
+        """Close the tickets resolved longer ago than ``resolved_close_after_hours``."""
+        from routing.status_rules import run_status_rules
+        from tickets.models import utcnow
+        from tickets.work import close_resolved
+
+        after = timedelta(hours=self.settings.resolved_close_after_hours)
+        with self.db.write() as session:
+            closed = close_resolved(session, now=utcnow(), after=after)
+            notified = run_status_rules(session, self.current_rules(), self.registry)
+        for outbox_id in notified:
+            self.actors.deliver_outbox.send(outbox_id)
+        if closed:
+            log.info("closed %d resolved tickets: %s", len(closed), ", ".join(closed[:10]))
+        return closed
 
     def worker(self) -> dramatiq.Worker:
         return build_worker(self.broker, self.settings)

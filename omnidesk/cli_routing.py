@@ -189,7 +189,8 @@ def _explain_file(
         raise CliError(f"cannot parse {shown} as a {channel} payload: {exc.reason}", 1) from None
 
     ours = registry.identities().owns(envelope.sender)
-    policy = Policy(auto_reply_limit_per_hour=settings.auto_reply_limit_per_hour)
+    policy = Policy(auto_reply_limit_per_hour=settings.auto_reply_limit_per_hour,
+                    closed_ticket_reply=settings.closed_ticket_reply)
     thread: ThreadPreview | None = None
     explanation: Explanation | None = None
     acknowledgement: dict[str, Any] | None = None

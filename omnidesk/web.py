@@ -27,5 +27,5 @@ def api_context_of(app: App) -> ApiContext:
         for outbox_id in ids:
             app.actors.deliver_outbox.send(outbox_id)
 
-    return ApiContext(db=app.db, settings=app.settings, composer=app.registry, rules=app.current_rules,
+    return ApiContext(db=app.db, settings=app.settings, blobs=app.blobs, composer=app.registry, rules=app.current_rules,
                       on_outbox=deliver)

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import Connection, bindparam, update
+from sqlalchemy import Connection, bindparam, insert, update
 from sqlalchemy.exc import IntegrityError
 
 from intake.envelope import Envelope, Party
@@ -32,10 +32,11 @@ from tickets.commands import (
     claim_thread_keys,
     create_ticket,
     find_or_create_contact,
+    tickets_by_refs,
     update_ticket,
 )
 from tickets.delivery import report_delivery
-from tickets.models import Direction, IntakeRow, Status, table_of
+from tickets.models import Direction, IntakeRow, Status, Ticket, TicketLink, table_of
 
 if TYPE_CHECKING:
     from routing.facts import Facts
@@ -46,6 +47,12 @@ __all__ = ["Applied", "Composer", "ThreadKeyTaken", "apply_decision"]
 log = logging.getLogger(__name__)
 
 _intake = table_of(IntakeRow)
+_tickets = table_of(Ticket)
+_links = table_of(TicketLink)
+# Who a customer-caused timeline event names.
+CUSTOMER = "customer"
+# Leaving these states because the customer wrote again counts as a reopen (the reopen rate).
+_REOPENED_FROM = frozenset({Status.RESOLVED.value, Status.CLOSED.value})
 _LINK_INTAKE = update(_intake).where(_intake.c.id == bindparam("iid")).values(ticket_id=bindparam("tid"))
 
 
@@ -104,9 +111,24 @@ def _follow_up(
         report_delivery(conn, keys=report.keys, state=report.state, detail=report.detail)
     else:
         changes: dict[str, Any] = {"last_inbound_at": envelope.received_at}
-        if ticket.status in REOPEN_ON_REPLY:
+        if ticket.status in REOPEN_ON_REPLY or ticket.status == Status.CLOSED.value:
+            # (A closed ticket reaches here only when the closed_ticket_reply setting says reopen.)
             changes["status"] = Status.OPEN.value
-        changes.update(_changes_from(ticket, decision.actions))
+            if ticket.status in _REOPENED_FROM:
+                changes.update(reopened_count=_tickets.c.reopened_count + 1, resolved_at=None, closed_at=None)
+        rule_changes = _changes_from(ticket, decision.actions)
+        changes.update(rule_changes)
+        if changes.get("status", ticket.status) != ticket.status:
+            changes["version"] = _tickets.c.version + 1
+            by_rule = "status" in rule_changes
+            names = ", ".join(r.name for r in decision.rules) if by_rule else ""
+            add_message(conn, ticket.id, direction=Direction.EVENT, channel=envelope.channel,
+                        actor="rules" if by_rule else CUSTOMER, sender=envelope.sender.address,
+                        created_at=envelope.received_at,
+                        text=(f"The customer's message moved the ticket from {ticket.status} to {changes['status']}"
+                              + (f" (rule: {names})" if by_rule else "")),
+                        event={"type": "status", "from": ticket.status, "to": changes["status"],
+                               "reason": f"rule: {names}" if by_rule else "customer reply"})
         update_ticket(conn, ticket.id, **changes)
     _record(conn, intake_id, envelope, ticket.id, decision)
     notified = _notify(conn, ctx, envelope, ticket.id, ticket.ref, ticket.queue, decision.actions.notify,
@@ -143,11 +165,18 @@ def _new_ticket(
         sla_policy=actions.sla,
         facts=stored_facts,
     )
-    try:
-        claim_thread_keys(conn, ticket_id, envelope.recorded_keys)
-    except IntegrityError as exc:
-        raise ThreadKeyTaken("thread key taken by a concurrent worker") from exc
+    if decision.follows_closed:
+        # The message cites the closed ticket's messages: those keys stay there; its own are new.
+        add_thread_keys(conn, ticket_id, envelope.recorded_keys)
+    else:
+        try:
+            claim_thread_keys(conn, ticket_id, envelope.recorded_keys)
+        except IntegrityError as exc:
+            raise ThreadKeyTaken("thread key taken by a concurrent worker") from exc
     _record(conn, intake_id, envelope, ticket_id, decision)
+    if decision.linked_ticket:
+        _link_new(conn, ticket_id, ref, decision.linked_ticket, envelope,
+                  kind="follow_up" if decision.follows_closed else "related")
     outbox_ids: tuple[int, ...] = ()
     if decision.auto_reply_suppressed is None:
         outbox_ids = (_acknowledge(conn, ctx, envelope, ticket_id, ref, queue, contact, actions, situation.facts),)
@@ -156,6 +185,22 @@ def _new_ticket(
     if not actions.spam:
         outbox_ids += _notify(conn, ctx, envelope, ticket_id, ref, queue, actions.notify, what="New ticket")
     return Applied(ticket_id, ref, new_ticket=True, outbox_ids=outbox_ids)
+
+
+def _link_new(conn: Connection, ticket_id: int, ref: str, other_ref: str, envelope: Envelope, *, kind: str) -> None:
+    """Tie a new ticket to the one its message named or followed, on both timelines."""
+    found = tickets_by_refs(conn, [other_ref])
+    other_id = found.get(other_ref.upper())
+    if other_id is None:
+        return
+    conn.execute(insert(_links).values(ticket_id=ticket_id, other_id=other_id, kind=kind, created_by=CUSTOMER,
+                                       created_at=envelope.received_at))
+    why = "is closed" if kind == "follow_up" else "was named by a sender who is not on it"
+    for one, two, text in ((ticket_id, other_ref, f"Opened from {other_ref}, which {why}"),
+                           (other_id, ref, f"The customer wrote again: {ref} was opened (this ticket {why})")):
+        add_message(conn, one, direction=Direction.EVENT, channel=envelope.channel, actor=CUSTOMER,
+                    sender=envelope.sender.address, text=text, created_at=envelope.received_at,
+                    event={"type": "linked", "ticket": two, "kind": kind})
 
 
 def _record(conn: Connection, intake_id: int, envelope: Envelope, ticket_id: int, decision: Decision) -> None:

@@ -15,6 +15,7 @@ from intake.envelope import Envelope
 from routing.acknowledgement import suppression_reason
 from routing.decision import Actions, Decision, DecisionKind
 from routing.situation import Situation
+from tickets.lifecycle import CUSTOMER_REOPENS
 from tickets.models import Status
 
 if TYPE_CHECKING:
@@ -23,8 +24,9 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_QUEUE", "Policy", "REOPEN_ON_REPLY", "decide"]
 
 DEFAULT_QUEUE = "general"
-# A customer's message on a ticket in one of these states reopens it.
-REOPEN_ON_REPLY = frozenset({Status.PENDING.value, Status.RESOLVED.value, Status.CLOSED.value})
+# A customer's message on a ticket in one of these states reopens it (a closed one too when the
+# ``closed_ticket_reply`` setting says reopen; by default it opens a new, linked ticket).
+REOPEN_ON_REPLY = CUSTOMER_REOPENS
 
 
 @dataclass(frozen=True)
@@ -32,15 +34,24 @@ class Policy:
     """The settings decide() depends on."""
 
     auto_reply_limit_per_hour: int = 5
+    closed_ticket_reply: str = "new_ticket"  # or "reopen"
 
 
 def decide(envelope: Envelope, situation: Situation, ruleset: RuleSet | None, policy: Policy) -> Decision:
-    if situation.thread is not None and situation.ticket is not None:
-        return _follow_up(envelope, situation, ruleset)
+    ticket = situation.ticket
+    if situation.thread is not None and ticket is not None:
+        if (ticket.status == Status.CLOSED.value and policy.closed_ticket_reply == "new_ticket"
+                and envelope.delivery_report is None):
+            decision = _new_ticket(envelope, situation, ruleset, policy)
+            return decision.model_copy(update={
+                "linked_ticket": ticket.ref, "follows_closed": True,
+                "notes": (*decision.notes, f"{ticket.ref} is closed: opened a new ticket linked to it"),
+            })
+        return _follow_up(envelope, situation, ruleset, policy)
     return _new_ticket(envelope, situation, ruleset, policy)
 
 
-def _follow_up(envelope: Envelope, situation: Situation, ruleset: RuleSet | None) -> Decision:
+def _follow_up(envelope: Envelope, situation: Situation, ruleset: RuleSet | None, policy: Policy) -> Decision:
     ticket = situation.ticket
     assert ticket is not None
     if envelope.delivery_report is not None:
@@ -52,7 +63,7 @@ def _follow_up(envelope: Envelope, situation: Situation, ruleset: RuleSet | None
             notes=(f"delivery report ({report.state}) on {len(report.keys)} message(s) of ours",),
         )
     notes: list[str] = []
-    if ticket.status in REOPEN_ON_REPLY:
+    if ticket.status in REOPEN_ON_REPLY or ticket.status == Status.CLOSED.value:
         notes.append(f"reopened from {ticket.status} by the customer's reply")
     applied: tuple[Any, ...] = ()
     actions = Actions()

@@ -75,6 +75,8 @@ class Decision(_Frozen):
     actions: Actions = Actions()
     # Why no acknowledgement was sent, when none was (robot sender, cap reached, rule said no).
     auto_reply_suppressed: str | None = None
-    # A new ticket opened because the sender named this ticket without being on it.
+    # A new ticket opened because the sender named this ticket without being on it, or wrote on
+    # it after it was closed (``follows_closed``: the message's thread keys stay with the old one).
     linked_ticket: str | None = None
+    follows_closed: bool = False
     notes: tuple[str, ...] = ()

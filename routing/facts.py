@@ -16,13 +16,14 @@ from typing import Any
 
 __all__ = ["EVENTS", "HISTORY_FACTS", "TICKET_FIELDS", "Facts"]
 
-EVENTS = ("new_ticket", "follow_up", "sla_breach")
+EVENTS = ("new_ticket", "follow_up", "sla_breach", "status_changed")
 
 # Facts the router computes for every contact from the store, across all channels.
 HISTORY_FACTS = ("open_tickets", "past_tickets", "channels", "last_outcome", "last_ticket")
 
-# What a follow-up (or SLA breach) tells about the ticket it belongs to.
-TICKET_FIELDS = ("status", "priority", "queue", "ref")
+# What a follow-up (or SLA breach, or status change) tells about the ticket it belongs to;
+# ``previous_status`` is set for status_changed (the status it left).
+TICKET_FIELDS = ("status", "priority", "queue", "ref", "previous_status")
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 

@@ -74,7 +74,8 @@ class Router:
     _policy: Policy = field(init=False)
 
     def __post_init__(self) -> None:
-        self._policy = Policy(auto_reply_limit_per_hour=self.settings.auto_reply_limit_per_hour)
+        self._policy = Policy(auto_reply_limit_per_hour=self.settings.auto_reply_limit_per_hour,
+                              closed_ticket_reply=self.settings.closed_ticket_reply)
 
     def route(self, intake_id: int) -> Routed | None:
         """Route one intake row. None when it was already routed or is quarantined."""

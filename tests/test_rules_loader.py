@@ -119,7 +119,7 @@ def test_typos_file_reports_each_error_with_position() -> None:
         "28:38: rules[2].then.auto_reply: unknown template 'acknowledge'",
         "28:56: rules[2].then.sla: unknown SLA policy 'gold'",
         "28:70: rules[2].then.assign: must be an agent's address, round_robin or least_loaded (did you mean 'round_robin'?)",
-        "30:12: rules[3].when.ticket.status: ticket.status is only known in follow_up and sla_breach rules",
+        "30:12: rules[3].when.ticket.status: ticket.status is only known in follow_up, sla_breach and status_changed rules",
         "30:33: rules[3].when.sender: unknown condition 'sender' (did you mean 'from'?)",
         "31:12: rules[3].then.status: status can only be set by follow_up and sla_breach rules",
     ]

@@ -107,7 +107,10 @@ _INSERT_MESSAGE = insert(_messages)
 _INSERT_OUTBOX = insert(_outbox).returning(_outbox.c.id)
 _INSERT_KEY = insert(_keys)
 _FIND_KEYS = select(_keys.c.key, _keys.c.ticket_id).where(_keys.c.key.in_(bindparam("keys", expanding=True)))
-_FIND_REFS = select(_tickets.c.ref, _tickets.c.id).where(_tickets.c.ref.in_(bindparam("refs", expanding=True)))
+# A merged ticket's reference leads to the ticket it was merged into.
+_FIND_REFS = select(_tickets.c.ref, func.coalesce(_tickets.c.merged_into_id, _tickets.c.id)).where(
+    _tickets.c.ref.in_(bindparam("refs", expanding=True))
+)
 _COUNT_OUTBOX = select(func.count()).select_from(_outbox).where(
     _outbox.c.contact_id == bindparam("cid"),
     _outbox.c.kind.in_(bindparam("kinds", expanding=True)),
@@ -223,7 +226,11 @@ def add_message(
     intake_id: int | None = None,
     decision: dict[str, Any] | None = None,
     created_at: datetime | None = None,
+    actor: str | None = None,
+    event: dict[str, Any] | None = None,
 ) -> None:
+    """One timeline entry. ``actor``: who (an agent's email, ``customer``, ``system``);
+    ``event``: what changed, for EVENT entries."""
     conn.execute(
         _INSERT_MESSAGE,
         {
@@ -241,6 +248,8 @@ def add_message(
             "message_id": message_id,
             "decision": decision,
             "created_at": created_at or utcnow(),
+            "actor": actor,
+            "event": event,
         },
     )
 

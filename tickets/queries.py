@@ -20,6 +20,10 @@ from tickets.models import (
 __all__ = ["get_ticket", "is_participant", "list_quarantine", "list_tickets", "ticket_summary"]
 
 
+# What ``message_count`` counts: messages in and out, not internal notes or events.
+MESSAGE_DIRECTIONS = (Direction.INBOUND.value, Direction.OUTBOUND.value)
+
+
 def ticket_summary(ticket: Ticket, message_count: int) -> dict[str, Any]:
     return {
         "ref": ticket.ref,
@@ -45,6 +49,7 @@ def list_tickets(
 ) -> list[dict[str, Any]]:
     counts = (
         select(TicketMessage.ticket_id, func.count(TicketMessage.id).label("n"))
+        .where(TicketMessage.direction.in_(MESSAGE_DIRECTIONS))
         .group_by(TicketMessage.ticket_id)
         .subquery()
     )
@@ -64,7 +69,7 @@ def get_ticket(session: Session, ref: str) -> dict[str, Any] | None:
     messages = session.execute(
         select(TicketMessage).where(TicketMessage.ticket_id == ticket.id).order_by(TicketMessage.id)
     ).scalars().all()
-    out = ticket_summary(ticket, len(messages))
+    out = ticket_summary(ticket, sum(m.direction in MESSAGE_DIRECTIONS for m in messages))
     out["sla_policy"] = ticket.sla_policy
     out["facts"] = ticket.facts or {}
     out["messages"] = [
@@ -81,6 +86,8 @@ def get_ticket(session: Session, ref: str) -> dict[str, Any] | None:
             "message_id": m.message_id,
             "created_at": m.created_at.isoformat(),
             "decision": m.decision,
+            "actor": m.actor,
+            "event": m.event,
         }
         for m in messages
     ]

@@ -380,7 +380,7 @@ def _field_key(key: str, path: Path, ctx: CompileContext) -> str | None:
         if ctx.event == "new_ticket":
             ctx.error(
                 path,
-                f"{key} is only known in follow_up and sla_breach rules (add on: follow_up)",
+                f"{key} is only known in follow_up, sla_breach and status_changed rules (add on: follow_up)",
                 key=True,
             )
             return None

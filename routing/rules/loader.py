@@ -442,7 +442,8 @@ class _Loader:
         sla = raw.get("sla")
         if isinstance(sla, str) and sla not in names.sla:
             self.unknown((*path, "sla"), "SLA policy", sla, names.sla, section="sla_policies")
-        if "status" in raw and event == "new_ticket":
+        if "status" in raw and event in ("new_ticket", "status_changed"):
+            # A status_changed rule that set the status would trigger itself.
             self.fail_at(
                 (*path, "status"),
                 "status can only be set by follow_up and sla_breach rules",

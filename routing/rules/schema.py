@@ -42,7 +42,7 @@ __all__ = [
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 STATUSES = ("new", "open", "pending", "escalated", "resolved", "closed")
-EVENTS = ("new_ticket", "follow_up", "sla_breach")
+EVENTS = ("new_ticket", "follow_up", "sla_breach", "status_changed")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ASSIGN_STRATEGIES = ("round_robin", "least_loaded")
 # What an auto-reply template may say; the router fills each one.
@@ -50,7 +50,7 @@ PLACEHOLDERS = ("ticket_ref", "customer_name", "queue", "queue_name", "due", "su
 
 Priority = Literal["low", "normal", "high", "urgent"]
 Status = Literal["new", "open", "pending", "escalated", "resolved", "closed"]
-Event = Literal["new_ticket", "follow_up", "sla_breach"]
+Event = Literal["new_ticket", "follow_up", "sla_breach", "status_changed"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 # Names admins give things (queues, templates, calendars, SLA policies): short, lower-case, and
