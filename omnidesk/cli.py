@@ -136,7 +136,12 @@ def cmd_tickets_show(args: argparse.Namespace, settings: Settings) -> int:
     print(f"  status {ticket['status']}, priority {ticket['priority']}, queue {ticket['queue']}, "
           f"assignee {ticket['assignee'] or '-'}, contact {ticket['contact']}")
     for m in ticket["messages"]:
-        print(f"\n--- {m['direction']} via {m['channel']} at {m['created_at']} from {m['sender']}")
+        if m["direction"] == "event":
+            print(f"\n    {m['created_at'][:19]}  {m['text']}")
+            continue
+        who = f" by {m['actor']}" if m.get("actor") and m["actor"] != m["sender"] else ""
+        kind = "internal note" if m["direction"] == "note" else f"{m['direction']} via {m['channel']}"
+        print(f"\n--- {kind} at {m['created_at']} from {m['sender']}{who}")
         print(m["text"].rstrip())
     return 0
 
