@@ -118,7 +118,9 @@ class EmailAdapter(Adapter):
 
         s = self.ctx.settings
         handler = SmtpIntakeHandler(self.accept, domains=s.smtp_domains, max_bytes=s.max_message_bytes)
-        controller = start_smtp_server(handler, host=s.smtp_host, port=s.smtp_port)
+        controller = start_smtp_server(
+            handler, host=s.smtp_host, port=s.smtp_port, max_line_bytes=s.smtp_max_line_bytes
+        )
         log.info("SMTP listening on %s:%d for %s", s.smtp_host, s.smtp_port, ", ".join(s.smtp_domains))
 
         def stop() -> None:
