@@ -122,6 +122,17 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest message accepted: SMTP answers 552 above it, larger IMAP mail is quarantined.",
     )
+    # RFC 5321 4.5.3.1.6 caps a line at 1,000 bytes with its CRLF, but that binds senders: real
+    # mail breaks it (HTML bodies from shops and mailing tools, long header values) and a refusal
+    # is a bounce the customer sees; Postfix and Exim take far longer lines. 64 KiB is no line a
+    # person wrote: past it the client is broken or hostile. max_message_bytes bounds the whole.
+    smtp_max_line_bytes: int = Field(
+        64 * 1024,
+        ge=1001,
+        description="Longest line of a message the SMTP server takes, in bytes with its line end "
+        "(CRLF or a bare LF); longer lines are refused with 500. RFC 5321 asks senders for 1000, "
+        "real mail sends more.",
+    )
     mime_max_depth: int = Field(
         20, ge=1, description="Deepest MIME nesting parsed; deeper mail is quarantined with the reason."
     )

@@ -12,7 +12,8 @@ that the core calls at fixed points; a channel overrides the ones it has:
     identities()          the addresses, numbers and bot ids that are ours: never a customer.
     section / settings    its section of the channels file, a strict pydantic model.
     check_section(...)    what the model alone cannot check (duplicates, secrets in the environment).
-    probe()               ``omnidesk channels check`` without ``--offline``: log in, report.
+    probe(connect=...)    ``omnidesk channels check``: its accounts (mailboxes, forms), each OK
+                          or FAILED with one line; with ``connect`` it logs in to test them.
     reply_channel(env)    which channel answers a message of this one (a web form is answered by email).
     compose(intent)       an ``OutboundIntent`` -> the channel's ``Draft``, inside the routing transaction.
     acknowledgement(...)  the default acknowledgement text for this channel ("reply to this email").
@@ -46,8 +47,10 @@ if TYPE_CHECKING:
     from tickets.db import Database
 
 __all__ = [
+    "AccountCheck",
     "Adapter",
     "AdapterContext",
+    "ChannelReport",
     "Identities",
     "Payload",
     "PayloadSummary",
@@ -102,6 +105,44 @@ class Identities:
 
     def __or__(self, other: Identities) -> Identities:
         return Identities(self.identities | other.identities, self.domains | other.domains)
+
+
+@dataclass(frozen=True)
+class AccountCheck:
+    """One configured account of a channel (a mailbox, a form) as ``channels check`` shows it.
+
+    ``text`` is the one line after its name and OK/FAILED; ``details`` its JSON form besides
+    ``name`` and ``ok``. A failure's text says what is wrong and what to change.
+    """
+
+    name: str
+    ok: bool
+    text: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, **self.details}
+
+
+@dataclass(frozen=True)
+class ChannelReport:
+    """What one adapter's ``probe`` found: its accounts under one heading.
+
+    ``key`` is the heading's JSON key (``mailboxes``, ``forms``); ``kind`` names one account and
+    several (``("IMAP mailbox", "IMAP mailboxes")``) for the text report.
+    """
+
+    key: str
+    kind: tuple[str, str]
+    accounts: tuple[AccountCheck, ...] = ()
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for account in self.accounts if not account.ok)
+
+    def heading(self) -> str:
+        count = len(self.accounts)
+        return f"{count} {self.kind[0] if count == 1 else self.kind[1]}"
 
 
 @dataclass
@@ -177,9 +218,14 @@ class Adapter:
         """The validated section with relative paths resolved against the file's folder."""
         return section
 
-    def probe(self) -> list[dict[str, Any]]:
-        """``channels check``: try every configured account; one result mapping each."""
-        return []
+    def probe(self, *, connect: bool = True, timeout: float = 20.0) -> ChannelReport | None:
+        """``channels check``: every configured account, checked; None when it has none to show.
+
+        Only the settings and ``ctx.section`` may be used: the command opens no database and
+        stores nothing. With ``connect`` False (``--offline``) nothing is contacted either;
+        ``timeout`` bounds each connection in seconds.
+        """
+        return None
 
     # --- outbound -------------------------------------------------------------------------------
     def reply_channel(self, envelope: Envelope) -> str:

@@ -15,7 +15,7 @@ import pkgutil
 from collections.abc import Callable, Iterator, Mapping
 from functools import cache
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import intake
 from intake.adapter import Adapter, AdapterContext, Identities, Payload, PayloadSummary, Runner
@@ -25,6 +25,12 @@ from intake.outbound import Draft, OutboundIntent
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
+
+    from config.settings import Settings
+    from intake.blobs import BlobStore
+    from intake.channels import ChannelsConfig
+    from intake.log import Accepted
+    from tickets.db import Database
 
 __all__ = ["Registry", "adapter_classes"]
 
@@ -52,6 +58,22 @@ def adapter_classes() -> tuple[type[Adapter], ...]:
         if isinstance(cls, type) and issubclass(cls, Adapter) and cls.name not in found:
             found[cls.name] = cls
     return tuple(found.values())
+
+
+class _NotOpened:
+    """Stands in for the store in a configuration-only registry: any use says what is wrong."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(
+            f"no {self._what} here: this adapter was built to read its configuration only "
+            f"(channels check); reading or writing the {self._what} belongs in a runner"
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__getattr__("__call__")
 
 
 class Registry:
@@ -84,6 +106,26 @@ class Registry:
             raise RuntimeError("this registry parses and composes only; it stores nothing")
 
         return cls.build(lambda _cls: AdapterContext(settings, db, blobs, ingest=no_ingest))
+
+    @classmethod
+    def configuration_only(cls, settings: Settings, sections: ChannelsConfig) -> Registry:
+        """Adapters that see only their settings and channels-file section (``channels check``).
+
+        They get no store: the check must run where the database is not reachable (a deploy
+        step, a laptop), and probing must never write. Using one says so instead of connecting.
+        """
+
+        def context(adapter_cls: type[Adapter]) -> AdapterContext:
+            name = adapter_cls.section
+            return AdapterContext(
+                settings,
+                cast("Database", _NotOpened("database")),
+                cast("BlobStore", _NotOpened("blob store")),
+                ingest=cast("Callable[[Payload], Accepted]", _NotOpened("intake log")),
+                load_section=lambda: sections.section(name) if name else None,
+            )
+
+        return cls.build(context)
 
     def __iter__(self) -> Iterator[Adapter]:
         return iter(self.adapters.values())

@@ -1,8 +1,10 @@
-"""``omnidesk channels check``: validate the channels file and log in to every mailbox it names.
+"""``omnidesk channels check``: validate the channels file and have every channel check its accounts.
 
-For each IMAP mailbox: log in, look at the folder (read-only, nothing changes on the server) and
-report OK with the message count, UIDVALIDITY and whether the server offers IDLE and MOVE, or the
-error. Exit status 1 when the file is invalid or any mailbox failed, so a deploy script can run it.
+The command knows no channel: it loads the file, builds the adapters from the registry with only
+their settings and section, and prints what each adapter's ``probe`` reports under its own
+heading (IMAP mailboxes logged in to, read-only; web forms with their addresses and allowed
+origins; whatever a new channel package reports). Exit status 1 when the file is invalid or any
+account failed, so a deploy script can run it.
 
 Wired into ``omnidesk/cli.py`` with ``cli_channels.register(subparsers)``.
 """
@@ -12,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,12 @@ DEFAULT_TIMEOUT = 20.0
 
 def register(subparsers: Any) -> None:
     """Add ``channels check`` to the ``omnidesk`` command's subparsers."""
-    channels = subparsers.add_parser("channels", help="the channels file (IMAP mailboxes, ...)")
+    channels = subparsers.add_parser("channels", help="the channels file (IMAP mailboxes, web forms, ...)")
     commands = channels.add_subparsers(dest="channels_command", required=True)
     check = commands.add_parser(
         "check",
-        help="validate the channels file and log in to every mailbox (default: OMNIDESK_CHANNELS_FILE)",
+        help="validate the channels file and check every channel's accounts: log in to each "
+        "mailbox, list the web forms (default: OMNIDESK_CHANNELS_FILE)",
     )
     check.add_argument("file", nargs="?", help="channels file to check instead of OMNIDESK_CHANNELS_FILE")
     check.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
@@ -40,97 +42,53 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_channels_check(args: argparse.Namespace, settings: Settings) -> int:
-    from intake.channels import ChannelsError, channels_path, load_channels
-    from intake.email.imap.connection import ProbeResult, probe
+    from intake.channels import ChannelsConfig, ChannelsError, channels_path, load_channels
+    from intake.registry import Registry
 
     path = Path(args.file) if args.file else channels_path(settings)
+    note = None
     if path is None:
-        _say(args, {"file": str(settings.channels_file), "ok": True, "mailboxes": [],
-                    "note": "no channels file: no channels configured"},
-             f"no channels file at {settings.channels_file}: no channels configured "
-             "(copy config/channels.example.yaml to start)")
-        return 0
-    try:
-        config = load_channels(path, check_env=False)
-    except ChannelsError as exc:
-        if args.json:
-            _print_json({"file": str(path), "ok": False, "errors": exc.errors, "mailboxes": []})
-        else:
-            print(f"{path}: invalid")
-            for line in exc.errors:
-                print(f"  {line}")
-        return 1
-
-    def check_one(mailbox: Any) -> ProbeResult:
+        # No file: no accounts of their own, but channels may still serve something (the
+        # built-in web form), which is worth showing.
+        config = ChannelsConfig()
+        note = (f"no channels file at {settings.channels_file}: no channels configured "
+                "(copy config/channels.example.yaml to start)")
+    else:
         try:
-            password = mailbox.password()
+            config = load_channels(path, check_env=False)
         except ChannelsError as exc:
-            return ProbeResult(mailbox, error=exc.errors[0].split(": ", 1)[-1])
-        if args.offline:
-            return ProbeResult(mailbox, ok=True, notes=["not connected (--offline)"])
-        return probe(mailbox, password, timeout=args.timeout)
+            if args.json:
+                _print_json({"file": str(path), "ok": False, "errors": exc.errors})
+            else:
+                print(f"{path}: invalid")
+                for line in exc.errors:
+                    print(f"  {line}")
+            return 1
 
-    mailboxes = config.imap
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(mailboxes)))) as pool:
-        results = list(pool.map(check_one, mailboxes))
-    failed = sum(1 for r in results if not r.ok)
+    registry = Registry.configuration_only(settings, config)
+    reports = [r for a in registry if (r := a.probe(connect=not args.offline, timeout=args.timeout))]
+    failed = sum(r.failed for r in reports)
+    total = sum(len(r.accounts) for r in reports)
+    shown = str(path if path is not None else settings.channels_file)
     if args.json:
-        _print_json({"file": str(path), "ok": failed == 0, "mailboxes": [_as_dict(r) for r in results]})
-    else:
-        count = len(results)
-        print(f"{path}: {count} IMAP mailbox{'es' if count != 1 else ''}")
-        width = max((len(r.mailbox.name) for r in results), default=0)
-        for result in results:
-            print(_line(result, width))
-        if failed:
-            print(f"{failed} of {count} failed")
+        data: dict[str, Any] = {"file": shown, "ok": failed == 0}
+        if note:
+            data["note"] = note
+        for report in reports:
+            data[report.key] = [account.as_json() for account in report.accounts]
+        _print_json(data)
+        return 1 if failed else 0
+    if note:
+        print(note)
+    prefix = f"{path}: " if path is not None else ""
+    for report in reports:
+        print(f"{prefix}{report.heading()}")
+        width = max((len(a.name) for a in report.accounts), default=0)
+        for account in report.accounts:
+            print(f"  {account.name:<{width}}  {'OK' if account.ok else 'FAILED':<6}  {account.text}")
+    if failed:
+        print(f"{failed} of {total} failed")
     return 1 if failed else 0
-
-
-def _line(result: Any, width: int) -> str:
-    box = result.mailbox
-    head = f"  {box.name:<{width}}  "
-    if not result.ok:
-        return f"{head}FAILED  {box.describe()}: {result.error}"
-    if result.messages is None:
-        return f"{head}OK      {box.describe()} ({'; '.join(result.notes)})"
-    caps = result.capabilities
-    idle = bool(caps and caps.idle)
-    waiting = "" if idle and box.idle else f" (polling every {box.poll_seconds:g} s)"
-    parts = [
-        f"{result.messages} message{'s' if result.messages != 1 else ''} ({result.unseen} unseen)",
-        f"UIDVALIDITY {result.uidvalidity}",
-        f"IDLE {'yes' if idle else 'no'}{', off in the file' if idle and not box.idle else ''}{waiting}",
-        f"MOVE {'yes' if caps and caps.move else 'no'}",
-    ]
-    if box.move_to is not None:
-        parts.append(f"move_to {box.move_to} {'exists' if result.move_to_exists else 'will be created'}")
-    else:
-        parts.append("imported mail is flagged \\Seen")
-    return f"{head}OK      {box.describe()}: " + ", ".join(parts)
-
-
-def _as_dict(result: Any) -> dict[str, Any]:
-    box = result.mailbox
-    caps = result.capabilities
-    return {
-        "name": box.name,
-        "host": box.host,
-        "port": box.effective_port,
-        "security": box.security,
-        "username": box.username,
-        "folder": box.folder,
-        "ok": result.ok,
-        "error": result.error or None,
-        "messages": result.messages,
-        "unseen": result.unseen,
-        "uidvalidity": result.uidvalidity,
-        "idle": caps.idle if caps else None,
-        "move": caps.move if caps else None,
-        "move_to": box.move_to,
-        "move_to_exists": result.move_to_exists,
-        "notes": result.notes,
-    }
 
 
 def _say(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:

@@ -353,3 +353,80 @@ def test_check_json_output(
     assert run_check([str(path), "--offline", "--json"], make_settings()) == 0
     report: dict[str, Any] = json.loads(capsys.readouterr().out)
     assert report["ok"] is True and report["mailboxes"][0]["name"] == "support"
+
+
+FORMS = """\
+forms:
+  - id: billing
+    title: Billing question
+    allowed_origins: ["https://shop.example.com", "https://www.example.com"]
+"""
+
+
+def test_check_reports_the_web_forms_with_their_origins(
+    make_settings: Callable[..., Settings], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    path = tmp_path / "channels.yaml"
+    path.write_text(GOOD + FORMS)
+    monkeypatch.setenv("PW", "secret")
+    settings = make_settings(public_url="https://desk.example.com/")
+    assert run_check([str(path), "--offline"], settings) == 0
+    out = capsys.readouterr().out
+    assert f"{path}: 1 IMAP mailbox" in out
+    assert f"{path}: 2 web forms" in out
+    billing = next(line for line in out.splitlines() if line.strip().startswith("billing"))
+    assert "OK" in billing and "'Billing question'" in billing
+    assert "https://desk.example.com/form/billing" in billing
+    assert "https://shop.example.com, https://www.example.com" in billing
+    default = next(line for line in out.splitlines() if line.strip().startswith("default"))
+    assert "https://desk.example.com/form (built in)" in default and "only its own page" in default
+
+    assert run_check([str(path), "--offline", "--json"], settings) == 0
+    report: dict[str, Any] = json.loads(capsys.readouterr().out)
+    forms = {form["name"]: form for form in report["forms"]}
+    assert forms["billing"] == {
+        "name": "billing",
+        "ok": True,
+        "title": "Billing question",
+        "url": "https://desk.example.com/form/billing",
+        "intake_url": "https://desk.example.com/intake/form/billing",
+        "allowed_origins": ["https://shop.example.com", "https://www.example.com"],
+        "queue": None,
+        "fields": [],
+        "built_in": False,
+    }
+    assert forms["default"]["built_in"] is True and forms["default"]["allowed_origins"] == []
+    assert report["mailboxes"][0]["name"] == "support"
+
+
+def test_check_asks_every_adapter_so_a_new_channel_needs_no_cli_change(
+    make_settings: Callable[..., Settings], capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from intake import registry
+    from intake.adapter import AccountCheck, Adapter, ChannelReport
+
+    class PagerAdapter(Adapter):
+        """A channel the command has never heard of."""
+
+        name = "pager"
+
+        def probe(self, *, connect: bool = True, timeout: float = 20.0) -> ChannelReport:
+            # Whatever it checks may use its settings, but no store: there is none in a check.
+            with pytest.raises(RuntimeError, match="no database here"):
+                self.ctx.db.read()
+            return ChannelReport(
+                key="pagers", kind=("pager", "pagers"),
+                accounts=(AccountCheck("night-shift", False, "gateway unreachable: check the URL"),),
+            )
+
+    installed = registry.adapter_classes()
+    monkeypatch.setattr(registry, "adapter_classes", lambda: (*installed, PagerAdapter))
+    assert run_check([], make_settings()) == 1
+    out = capsys.readouterr().out
+    assert "no channels configured" in out
+    assert "1 pager" in out and "night-shift  FAILED  gateway unreachable: check the URL" in out
+    assert "1 of 2 failed" in out  # the pager and the built-in web form

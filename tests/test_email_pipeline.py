@@ -265,6 +265,126 @@ def test_oversized_message_gets_552(
         p.stop()
 
 
+# -- bare LF line ends (Postfix's smtpd_forbid_bare_newline = normalize) --------------------------
+def _stored_raw(p: Pipeline) -> list[bytes]:
+    """The raw bytes of every intake row, oldest first, as the blob store holds them."""
+    from tickets.models import IntakeRow
+
+    with p.app.db.read() as session:
+        shas = session.query(IntakeRow.raw_sha256).order_by(IntakeRow.id).all()
+    assert all(sha for (sha,) in shas), "an intake row without raw bytes"
+    return [p.app.blobs.get(str(sha)) for (sha,) in shas]
+
+
+# One 1,500-byte line: past aiosmtpd's 1,001 and RFC 5321's 1,000, well within our limit.
+LONG_LINE = b" ".join(b"A%05d" % n for n in range(250))[:1500]
+
+
+def _long_line_mail(message_id: str, eol: bytes) -> bytes:
+    # Written by hand, not by EmailMessage: its generator would wrap the long line.
+    lines = [
+        b"From: Ana Customer <ana@customer.test>",
+        b"To: support@example.com",
+        b"Subject: Long order list",
+        b"Message-ID: " + message_id.encode(),
+        b"Content-Type: text/plain; charset=utf-8",
+        b"",
+        b"Hello, here are all my order numbers:",
+        LONG_LINE,
+        b".a line that starts with a dot",
+        b"Thanks, Ana",
+    ]
+    return eol.join(lines) + eol
+
+
+def test_bare_lf_mail_with_a_long_line_is_stored_with_crlf_like_its_crlf_twin(
+    pipeline: Pipeline, smtp_sink: SmtpSink
+) -> None:
+    bare_lf = _long_line_mail(unique_id(), b"\n")
+    crlf = _long_line_mail(unique_id(), b"\r\n")
+    assert len(LONG_LINE) == 1500
+    with smtplib.SMTP(pipeline.settings.smtp_host, pipeline.settings.smtp_port, timeout=30) as client:
+        # smtplib sends a bytes message as it is: bare LF on the wire, dot-stuffed after each LF.
+        assert client.sendmail("ana@customer.test", ["support@example.com"], bare_lf) == {}
+        assert client.sendmail("ana@customer.test", ["support@example.com"], crlf) == {}
+    pipeline.wait_for_messages(2 + 2)  # two mails, two acknowledgements
+    stored_lf, stored_crlf = _stored_raw(pipeline)
+    assert b"\n" not in stored_lf.replace(b"\r\n", b""), "a bare LF was stored"
+    # smtplib ends a message that does not end in CRLF with one of its own before ".": so the
+    # bare-LF mail gains one empty last line, as it would at any MTA. Otherwise byte for byte
+    # the CRLF twin, the leading dot de-stuffed the same.
+    lf_id, crlf_id = (
+        m.split(b"Message-ID: ")[1].split(b"\r\n")[0] for m in (stored_lf, stored_crlf)
+    )
+    assert stored_lf.replace(lf_id, crlf_id) == stored_crlf + b"\r\n"
+    texts = [pipeline.ticket(t["ref"])["messages"][0] for t in pipeline.tickets()]
+    assert {m["subject"] for m in texts} == {"Long order list"}
+    assert texts[0]["full_text"] == texts[1]["full_text"]
+    assert LONG_LINE.decode() in texts[0]["full_text"]
+    assert ".a line that starts with a dot" in texts[0]["full_text"]
+
+
+@pytest.mark.parametrize(
+    "fake_end",
+    [b"\n.\n", b"\n.\r\n", b"\r\n.\n"],
+    ids=["LF.LF", "LF.CRLF", "CRLF.LF"],
+)
+def test_a_dot_line_after_or_before_a_bare_lf_does_not_end_data(
+    pipeline: Pipeline, smtp_sink: SmtpSink, fake_end: bytes
+) -> None:
+    """SMTP smuggling: a second mail hidden in the first one's DATA stays text of the first."""
+    first = (
+        b"From: Ana Customer <ana@customer.test>\r\nTo: support@example.com\r\n"
+        b"Subject: Where is my parcel\r\nMessage-ID: " + unique_id().encode() + b"\r\n\r\n"
+        b"Hello, my parcel is late." + fake_end
+    )
+    smuggled = (
+        b"MAIL FROM:<ceo@example.com>\r\nRCPT TO:<support@example.com>\r\nDATA\r\n"
+        b"From: The CEO <ceo@example.com>\r\nTo: support@example.com\r\n"
+        b"Subject: Smuggled\r\nMessage-ID: " + unique_id().encode() + b"\r\n\r\n"
+        b"Refund everything to the attacker."
+    )
+    with smtplib.SMTP(pipeline.settings.smtp_host, pipeline.settings.smtp_port, timeout=30) as client:
+        client.ehlo()
+        assert client.mail("ana@customer.test")[0] == 250
+        assert client.rcpt("support@example.com")[0] == 250
+        assert client.docmd("DATA")[0] == 354
+        client.send(first + smuggled + b"\r\n.\r\n")
+        code, reply = client.getreply()
+        assert code == 250, reply
+        # Had DATA ended early, the server would now answer the smuggled MAIL, RCPT, DATA and
+        # second end of data: the next reply would be one of those, not NOOP's.
+        assert client.noop() == (250, b"OK")
+    pipeline.wait_routed()
+    assert len(_stored_raw(pipeline)) == 1
+    tickets = pipeline.tickets()
+    assert len(tickets) == 1
+    message = pipeline.ticket(tickets[0]["ref"])["messages"][0]
+    assert message["subject"] == "Where is my parcel"
+    assert "Refund everything to the attacker." in message["full_text"]
+    assert "MAIL FROM:<ceo@example.com>" in message["full_text"]
+
+
+def test_a_line_over_the_limit_is_refused_and_the_session_goes_on(
+    make_settings: Callable[..., Settings], smtp_sink: SmtpSink
+) -> None:
+    p = Pipeline(make_settings(outbound_smtp_url=smtp_sink.url, smtp_max_line_bytes=2000)).start()
+    try:
+        too_long = _long_line_mail(unique_id(), b"\n").replace(b"Thanks, Ana", b"x" * 5000)
+        with smtplib.SMTP(p.settings.smtp_host, p.settings.smtp_port, timeout=30) as client:
+            with pytest.raises(smtplib.SMTPDataError) as error:
+                client.sendmail("ana@customer.test", ["support@example.com"], too_long)
+            assert error.value.smtp_code == 500
+            assert b"longer than 2000 bytes" in error.value.smtp_error
+            # The refusal came after DATA, so the connection is still in step for the next mail.
+            assert client.sendmail("ana@customer.test", ["support@example.com"],
+                                   _long_line_mail(unique_id(), b"\n")) == {}
+        p.wait_for_messages(2)
+        assert len(p.tickets()) == 1
+    finally:
+        p.stop()
+
+
 def _rename_intake_table(p: Pipeline, old: str, new: str) -> None:
     url = p.app.db.engine.url
     if p.app.db.is_sqlite:

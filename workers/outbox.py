@@ -5,8 +5,8 @@ update) → ``sent`` with the provider's id. A failure puts it back to ``pending
 exponential backoff, or ``failed`` when the error is permanent or attempts run out. A dispatcher
 that dies between sending and recording leaves the row ``sending``; the sweeper hands it out
 again as soon as the claiming process's heartbeat stops (``workers.heartbeat``: within
-``OMNIDESK_PROCESS_DEAD_SECONDS`` plus one sweep interval), or after the whole lease when the
-claimer is alive but stuck. For email that resend carries the same Message-ID (the row's
+``OMNIDESK_PROCESS_DEAD_SECONDS`` plus one sweep interval; a released claim skips the sweep
+grace), or after the whole lease when the claimer is alive but stuck. For email that resend carries the same Message-ID (the row's
 idempotency key), so receiving systems drop the copy; Twilio and Slack senders reconcile by the
 recorded idempotency key first.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import bindparam, select, true, update
 
 from tickets.db import Database
 from tickets.models import OutboxRow, OutboxState, ProcessHeartbeat, table_of, utcnow
@@ -179,37 +179,55 @@ class OutboxDispatcher:
 
     # --- the sweeper's side ----------------------------------------------------------------
     def due(self, *, grace: timedelta = timedelta(0), limit: int = 500) -> list[int]:
-        """Rows due at least ``grace`` ago, after releasing claims older than the lease.
+        """Rows to hand out: claims just released, then rows due at least ``grace`` ago.
 
-        The grace keeps the sweeper off rows the routing job has just enqueued itself.
+        The grace keeps the sweeper off rows the routing job has just enqueued itself. A released
+        claim is not such a row: its sending was lost with its claimer, so it is handed out at
+        once. (Waiting out the grace from its original due time would hold an acknowledgement
+        claimed by a killed worker for the grace, 30 s by default, instead of the dead-process
+        time the heartbeat promises.)
         """
         now = self.clock()
         alive = select(ProcessHeartbeat.id).where(ProcessHeartbeat.beat_at >= now - self.dead_after)
+        sending = OutboxRow.state == OutboxState.SENDING.value
         with self.db.write() as session:
-            # A claim is released when its lease ran out, or at once when the claiming process
-            # stopped beating (killed, its machine gone): no need to wait out the lease.
-            session.execute(
+            # At once when the claiming process stopped beating (killed, its machine gone)...
+            dead = session.execute(
                 update(OutboxRow)
                 .where(
-                    OutboxRow.state == OutboxState.SENDING.value,
-                    or_(
-                        OutboxRow.claimed_at < now - self.lease,
-                        and_(
-                            OutboxRow.claimed_by.is_not(None),
-                            OutboxRow.claimed_at < now - self.dead_after,
-                            OutboxRow.claimed_by.not_in(alive),
-                        ),
-                    ),
+                    sending,
+                    OutboxRow.claimed_by.is_not(None),
+                    OutboxRow.claimed_at < now - self.dead_after,
+                    OutboxRow.claimed_by.not_in(alive),
                 )
-                .values(state=OutboxState.PENDING.value, last_error="claim expired; retrying")
-            )
+                .values(state=OutboxState.PENDING.value,
+                        last_error="the process sending it stopped (no heartbeat); retrying")
+                .returning(OutboxRow.id)
+            ).scalars().all()
+            # ...else when the lease ran out: the claimer beats but its sender is stuck.
+            expired = session.execute(
+                update(OutboxRow)
+                .where(sending, OutboxRow.claimed_at < now - self.lease)
+                .values(
+                    state=OutboxState.PENDING.value,
+                    last_error=f"still sending after the {self.lease.total_seconds():g} s lease; retrying",
+                )
+                .returning(OutboxRow.id)
+            ).scalars().all()
+            # Every released row goes out now, whatever ``limit`` says: each is a delivery
+            # already late. The limit bounds the ordinary due rows.
+            released = [*dead, *expired]
+            room = limit - len(released)
+            if room <= 0:
+                return released
             rows = session.execute(
                 select(OutboxRow.id)
                 .where(
                     OutboxRow.state == OutboxState.PENDING.value,
                     OutboxRow.next_attempt_at <= now - grace,
+                    OutboxRow.id.not_in(released) if released else true(),
                 )
                 .order_by(OutboxRow.next_attempt_at)
-                .limit(limit)
+                .limit(room)
             )
-            return list(rows.scalars())
+            return released + list(rows.scalars())

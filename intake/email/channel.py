@@ -4,6 +4,7 @@
     runners    ``smtp``: the aiosmtpd edge (``smtp.py``); ``imap``: the pollers (``imap/``)
     identities the domains we serve, the support address, every mailbox's address
     section      ``imap:`` of the channels file (``imap/settings.py``)
+    probe      ``channels check``: log in to every mailbox, read-only (``imap/check.py``)
     compose    an intent -> the outbox payload of a mail, our Message-ID as its idempotency key
 """
 
@@ -20,7 +21,15 @@ from typing import Any
 
 from config.issues import Issue
 from config.yamlpos import YamlDocument
-from intake.adapter import Adapter, Identities, Payload, PayloadSummary, Runner, Stopper
+from intake.adapter import (
+    Adapter,
+    ChannelReport,
+    Identities,
+    Payload,
+    PayloadSummary,
+    Runner,
+    Stopper,
+)
 from intake.email.details import EmailDetails, mid_key
 from intake.email.headers import decode_header_value
 from intake.email.imap.settings import ImapMailbox, check_imap_section, resolve_imap_paths
@@ -118,7 +127,9 @@ class EmailAdapter(Adapter):
 
         s = self.ctx.settings
         handler = SmtpIntakeHandler(self.accept, domains=s.smtp_domains, max_bytes=s.max_message_bytes)
-        controller = start_smtp_server(handler, host=s.smtp_host, port=s.smtp_port)
+        controller = start_smtp_server(
+            handler, host=s.smtp_host, port=s.smtp_port, max_line_bytes=s.smtp_max_line_bytes
+        )
         log.info("SMTP listening on %s:%d for %s", s.smtp_host, s.smtp_port, ", ".join(s.smtp_domains))
 
         def stop() -> None:
@@ -148,6 +159,11 @@ class EmailAdapter(Adapter):
     @classmethod
     def finish_section(cls, section: Any, *, base_dir: Any) -> Any:
         return resolve_imap_paths(list(section), Path(base_dir))
+
+    def probe(self, *, connect: bool = True, timeout: float = 20.0) -> ChannelReport:
+        from intake.email.imap.check import check_mailboxes
+
+        return check_mailboxes(self.mailboxes(), connect=connect, timeout=timeout)
 
     # --- outbound -------------------------------------------------------------------------------
     def _from_address(self, intent: OutboundIntent) -> str:

@@ -3,7 +3,8 @@
 A form submission becomes an Envelope whose sender is the submitter's email address, so the
 ticket's contact is that email identity and every answer (the acknowledgement included) goes out
 by email: ``reply_channel`` says "email" and ``compose`` has nothing to offer. Forms have no
-addresses of ours, so ``identities`` is empty.
+addresses of ours, so ``identities`` is empty. ``probe`` lists the forms served (the built-in
+one and the channels file's) with their addresses and the sites allowed to post to them.
 """
 
 from __future__ import annotations
@@ -11,11 +12,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from intake.adapter import Adapter, AdapterContext, Payload, PayloadSummary
+from intake.adapter import (
+    AccountCheck,
+    Adapter,
+    AdapterContext,
+    ChannelReport,
+    Payload,
+    PayloadSummary,
+)
 from intake.envelope import Channel, Envelope
 from intake.outbound import Draft, OutboundIntent
 from intake.webform.parse import describe_payload, parse_payload
-from intake.webform.settings import FormSpec, check_forms_section
+from intake.webform.settings import FormSpec, check_forms_section, forms_by_id
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -57,6 +65,30 @@ class WebFormAdapter(Adapter):
         cls, doc: YamlDocument, data: Any, *, environ: Mapping[str, str], base_dir: Any, check_env: bool
     ) -> list[Issue]:
         return check_forms_section(doc, data, environ=environ, base_dir=base_dir, check_env=check_env)
+
+    def probe(self, *, connect: bool = True, timeout: float = 20.0) -> ChannelReport:
+        # Nothing to log in to: a form is checked when the file loads. What is worth seeing is
+        # where each one is served and which other sites may post to it or frame it.
+        s = self.ctx.settings
+        base = s.public_url.rstrip("/") or f"http://{s.http_host}:{s.http_port}"
+        in_file = {form.id for form in self.ctx.section or ()}
+        accounts = []
+        for form in forms_by_id(self.ctx.section).values():
+            built_in = form.id not in in_file  # the default form, unless the file replaces it
+            origins = ", ".join(form.allowed_origins) or "none (only its own page may post)"
+            text = (f"{form.title!r} at {base}{form.page_path}{' (built in)' if built_in else ''}; "
+                    f"other sites allowed: {origins}")
+            details = {
+                "title": form.title,
+                "url": f"{base}{form.page_path}",
+                "intake_url": f"{base}{form.intake_path}",
+                "allowed_origins": list(form.allowed_origins),
+                "queue": form.queue,
+                "fields": [spec.name for spec in form.fields],
+                "built_in": built_in,
+            }
+            accounts.append(AccountCheck(form.id, True, text, details))
+        return ChannelReport(key="forms", kind=("web form", "web forms"), accounts=tuple(accounts))
 
     def reply_channel(self, envelope: Envelope) -> str:
         return Channel.EMAIL  # the submitter gave an email address; a web page cannot be answered

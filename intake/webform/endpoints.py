@@ -239,7 +239,7 @@ class FormEndpoints:
             }
             return JSONResponse(content, status_code=202, headers=cors)
         page = done_page(form, submission_id=submission_id, email=checked.values["email"],
-                         duplicate=accepted.duplicate, again=self._page_url(form))
+                         duplicate=accepted.duplicate, again=form.page_path)
         return HTMLResponse(page, headers=_page_headers(form))
 
     # --- steps --------------------------------------------------------------------------------
@@ -303,7 +303,7 @@ class FormEndpoints:
     ) -> FormView:
         return FormView(
             form=form,
-            action=self._action_url(form),
+            action=form.intake_path,
             submission_id=submission_id,
             token=self.tokens.issue(form.id, submission_id),
             limits=self.limits,
@@ -311,14 +311,6 @@ class FormEndpoints:
             errors=dict(errors or {}),
             notice=notice,
         )
-
-    @staticmethod
-    def _action_url(form: FormSpec) -> str:
-        return "/intake/form" if form.id == DEFAULT_FORM_ID else f"/intake/form/{form.id}"
-
-    @staticmethod
-    def _page_url(form: FormSpec) -> str:
-        return "/form" if form.id == DEFAULT_FORM_ID else f"/form/{form.id}"
 
     def _refuse(
         self, refusal: Refusal, form: FormSpec, json_reply: bool, cors: dict[str, str], *,
@@ -329,7 +321,7 @@ class FormEndpoints:
         headers = {**_page_headers(form), **refusal.headers}
         if given is None:
             page = message_page(_TITLES.get(refusal.status, "Your message was not sent"), refusal.message,
-                                back=self._page_url(form))
+                                back=form.page_path)
             return HTMLResponse(page, status_code=refusal.status, headers=headers)
         # The form again, with what was typed and every problem next to its field. A fresh token
         # for the same submission id: if the first try was stored after all, a resend is a duplicate.
@@ -363,7 +355,7 @@ class FormEndpoints:
                        "status": "received"}
             return JSONResponse(content, status_code=202, headers=cors)
         page = done_page(form, submission_id=submission_id[:64], email=given.values.get("email", "")[:320],
-                         duplicate=False, again=self._page_url(form))
+                         duplicate=False, again=form.page_path)
         return HTMLResponse(page, headers=_page_headers(form))
 
 

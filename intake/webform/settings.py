@@ -137,6 +137,15 @@ class FormSpec(_Strict):
     def field(self, name: str) -> FieldSpec | None:
         return next((f for f in self.fields if f.name == name), None)
 
+    # The default form keeps the short paths, so /form works with no channels file at all.
+    @property
+    def page_path(self) -> str:
+        return "/form" if self.id == DEFAULT_FORM_ID else f"/form/{self.id}"
+
+    @property
+    def intake_path(self) -> str:
+        return "/intake/form" if self.id == DEFAULT_FORM_ID else f"/intake/form/{self.id}"
+
 
 def normalise_origin(value: str) -> str:
     """``https://Example.com:443/`` → ``https://example.com``; ValueError when it is no origin."""

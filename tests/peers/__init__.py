@@ -13,7 +13,7 @@ import socket
 
 import pytest
 
-__all__ = ["free_port", "missing"]
+__all__ = ["free_port", "missing", "under_ci"]
 
 
 def free_port() -> int:
@@ -22,8 +22,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def missing(reason: str) -> None:
-    """Skip (locally) or fail (under CI) because a real server is not available."""
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(f"CI needs this server but it is missing: {reason}", pytrace=False)
+def under_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def missing(reason: str, *, what: str = "this server") -> None:
+    """Skip (locally) or fail (under CI) because a real server (or test data) is not available."""
+    if under_ci():
+        pytest.fail(f"CI needs {what} but it is missing: {reason}", pytrace=False)
     pytest.skip(reason)

@@ -3,6 +3,7 @@
     connection.py  log in (TLS / STARTTLS / localhost plain), describe failures, probe a mailbox
     state.py       the database side: folder checkpoints (UIDVALIDITY + last UID) and leases
     poller.py      ImapPoller: one mailbox folder, IDLE or polling, acknowledge after commit
+    check.py       ``channels check``: log in to each mailbox read-only and report what is there
 
 ``start_pollers(mailboxes, accept=..., db=...)`` is what the email adapter's ``imap`` runner calls
 (``omnidesk imap``, ``omnidesk run``): one thread per configured mailbox, or None when the
