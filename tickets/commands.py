@@ -223,26 +223,33 @@ def add_message(
     intake_id: int | None = None,
     decision: dict[str, Any] | None = None,
     created_at: datetime | None = None,
+    actor: str | None = None,
+    event: dict[str, Any] | None = None,
 ) -> None:
-    conn.execute(
-        _INSERT_MESSAGE,
-        {
-            "ticket_id": ticket_id,
-            "intake_id": intake_id,
-            "direction": direction.value,
-            "channel": channel,
-            "sender": sender,
-            "recipients": list(recipients),
-            "subject": subject,
-            "text": text,
-            "full_text": full_text or text,
-            "html": html,
-            "attachments": attachments or [],
-            "message_id": message_id,
-            "decision": decision,
-            "created_at": created_at or utcnow(),
-        },
-    )
+    """One timeline entry. ``actor`` (an agent's email, ``customer``, ``system``) and ``event``
+    (what an EVENT entry changed, e.g. ``{"type": "contact_merged", ...}``) are optional so
+    older callers keep writing what they always wrote."""
+    values: dict[str, Any] = {
+        "ticket_id": ticket_id,
+        "intake_id": intake_id,
+        "direction": direction.value,
+        "channel": channel,
+        "sender": sender,
+        "recipients": list(recipients),
+        "subject": subject,
+        "text": text,
+        "full_text": full_text or text,
+        "html": html,
+        "attachments": attachments or [],
+        "message_id": message_id,
+        "decision": decision,
+        "created_at": created_at or utcnow(),
+        "actor": actor,
+    }
+    # Only when given: a JSON column binds None as the JSON value null, not SQL NULL.
+    if event is not None:
+        values["event"] = event
+    conn.execute(_INSERT_MESSAGE, values)
 
 
 def add_outbox(
