@@ -229,29 +229,30 @@ def add_message(
     actor: str | None = None,
     event: dict[str, Any] | None = None,
 ) -> None:
-    """One timeline entry. ``actor``: who (an agent's email, ``customer``, ``system``);
-    ``event``: what changed, for EVENT entries."""
-    conn.execute(
-        _INSERT_MESSAGE,
-        {
-            "ticket_id": ticket_id,
-            "intake_id": intake_id,
-            "direction": direction.value,
-            "channel": channel,
-            "sender": sender,
-            "recipients": list(recipients),
-            "subject": subject,
-            "text": text,
-            "full_text": full_text or text,
-            "html": html,
-            "attachments": attachments or [],
-            "message_id": message_id,
-            "decision": decision,
-            "created_at": created_at or utcnow(),
-            "actor": actor,
-            "event": event,
-        },
-    )
+    """One timeline entry. ``actor`` (an agent's email, ``customer``, ``system``) and ``event``
+    (what an EVENT entry changed, e.g. ``{"type": "contact_merged", ...}``) are optional so
+    older callers keep writing what they always wrote."""
+    values: dict[str, Any] = {
+        "ticket_id": ticket_id,
+        "intake_id": intake_id,
+        "direction": direction.value,
+        "channel": channel,
+        "sender": sender,
+        "recipients": list(recipients),
+        "subject": subject,
+        "text": text,
+        "full_text": full_text or text,
+        "html": html,
+        "attachments": attachments or [],
+        "message_id": message_id,
+        "decision": decision,
+        "created_at": created_at or utcnow(),
+        "actor": actor,
+    }
+    # Only when given: a JSON column binds None as the JSON value null, not SQL NULL.
+    if event is not None:
+        values["event"] = event
+    conn.execute(_INSERT_MESSAGE, values)
 
 
 def add_outbox(
