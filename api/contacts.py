@@ -84,7 +84,7 @@ class IdentityIn(BaseModel):
                          description="ana@example.com, +4915112345678 (E.164, spaces allowed), U024BE7LH")
 
 
-class MergeIn(BaseModel):
+class ContactMergeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     into: str = Field(min_length=1, max_length=320,
@@ -138,7 +138,7 @@ def add_identity_route(ctx: Ctx, contact: ContactKey, body: Annotated[IdentityIn
     responses=_documented(404, 422),
     summary="Merge this contact into another: its identities and tickets move there, it is deleted",
 )
-def merge_route(ctx: Ctx, agent: CurrentAgent, contact: ContactKey, body: Annotated[MergeIn, Body()]) -> MergeResult:
+def merge_route(ctx: Ctx, agent: CurrentAgent, contact: ContactKey, body: Annotated[ContactMergeIn, Body()]) -> MergeResult:
     with _answering(), ctx.db.write() as session:
         source = resolve_contact(session, contact)
         target = resolve_contact(session, body.into)

@@ -159,7 +159,7 @@ class ReplyIn(_Request):
     attachments: list[AttachmentIn] = Field([], max_length=20)
 
 
-class NoteIn(_Request):
+class TicketNoteIn(_Request):
     text: Annotated[str, Field(min_length=1, max_length=200_000)]
     notify: list[Annotated[str, Field(min_length=3, max_length=320)]] = Field(
         [], max_length=50, description="Agents' emails to tell about the note")
@@ -171,11 +171,11 @@ class EscalateIn(_Request):
     priority: PriorityName | None = None
 
 
-class MergeIn(_Request):
+class TicketMergeIn(_Request):
     into: Ref
 
 
-class LinkIn(_Request):
+class TicketLinkIn(_Request):
     ticket: Ref
 
 
@@ -344,7 +344,7 @@ def _attachments(ctx: ApiContext, given: list[AttachmentIn]) -> list[AttachmentR
 
 @router.post("/tickets/{ref}/notes", response_model=NoteOut, status_code=201,
              summary="An internal note: never sent to the customer")
-def note(ref: Ref, body: NoteIn, ctx: Context, agent: CurrentAgent, response: Response,
+def note(ref: Ref, body: TicketNoteIn, ctx: Context, agent: CurrentAgent, response: Response,
          if_match: IfMatch = None) -> Any:
     from tickets.agents import known_agent_emails
 
@@ -378,7 +378,7 @@ def escalate_ticket(ref: Ref, body: EscalateIn, ctx: Context, agent: CurrentAgen
 
 @router.post("/tickets/{ref}/merge", response_model=Ticket,
              summary="Merge this ticket into another; returns the ticket merged into")
-def merge(ref: Ref, body: MergeIn, ctx: Context, agent: CurrentAgent, response: Response,
+def merge(ref: Ref, body: TicketMergeIn, ctx: Context, agent: CurrentAgent, response: Response,
           if_match: IfMatch = None) -> Any:
     with _writing(ctx) as session:
         target = merge_tickets(session, ref, body.into, _actor(agent), expected_version=_version(if_match))
@@ -387,7 +387,7 @@ def merge(ref: Ref, body: MergeIn, ctx: Context, agent: CurrentAgent, response: 
 
 
 @router.post("/tickets/{ref}/links", response_model=Ticket, summary="Link a related ticket")
-def link(ref: Ref, body: LinkIn, ctx: Context, agent: CurrentAgent, response: Response) -> Any:
+def link(ref: Ref, body: TicketLinkIn, ctx: Context, agent: CurrentAgent, response: Response) -> Any:
     with _writing(ctx) as session:
         link_tickets(session, ref, body.ticket, _actor(agent))
     return _read(ctx, ref, response)

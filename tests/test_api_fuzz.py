@@ -86,3 +86,21 @@ def test_no_operation_answers_a_server_error(fuzz_desk: tuple[AgentDesk, str],
     versions = [httpx.get(f"{desk.base_url}/api/tickets/{ref}", headers=headers, timeout=10).json()["version"]
                 for ref in refs]
     assert max(versions) > 1, versions
+
+
+def test_the_schema_is_complete(fuzz_desk: tuple[AgentDesk, str]) -> None:
+    """Every operation documents its success shape and its errors, and no two resources' models
+    collide (FastAPI would rename them ``api__x__Model``, which clients then see)."""
+    desk, _token = fuzz_desk
+    spec = httpx.get(desk.base_url + "/openapi.json", timeout=10).json()
+    names = list(spec["components"]["schemas"])
+    assert not [n for n in names if "__" in n], names
+    for path, operations in spec["paths"].items():
+        if not path.startswith("/api/"):
+            continue
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            ok = [code for code in responses if code.startswith("2")]
+            assert ok, f"{method.upper()} {path} documents no success response"
+            assert "401" in responses, f"{method.upper()} {path} does not document 401"
+            assert operation.get("summary") or operation.get("description"), f"{method.upper()} {path}"

@@ -444,7 +444,7 @@ def test_openapi_describes_every_contacts_route_and_its_errors(desk: AgentDesk) 
             assert responses[status]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
     schemas = spec["components"]["schemas"]
     assert schemas["IdentityIn"]["additionalProperties"] is False
-    assert schemas["MergeIn"]["additionalProperties"] is False
+    assert schemas["ContactMergeIn"]["additionalProperties"] is False
     assert {"items", "next_cursor", "total"} <= set(schemas["ContactPage"]["properties"])
     assert "history" in schemas["ContactDetail"]["properties"]
 
