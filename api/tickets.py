@@ -207,7 +207,7 @@ def _translated() -> Iterator[None]:
     except NotAllowed as exc:
         raise Conflict(exc.message) from None
     except WorkError as exc:
-        raise Invalid(exc.message) from None
+        raise Invalid(exc.message, code=exc.code) from None
 
 
 @contextmanager
@@ -310,16 +310,13 @@ def patch_ticket(ref: Ref, body: TicketPatch, ctx: Context, agent: CurrentAgent,
 def reply(ref: Ref, body: ReplyIn, ctx: Context, agent: CurrentAgent, response: Response,
           if_match: IfMatch = None) -> Any:
     refs = _attachments(ctx, body.attachments)
-    try:
-        with _writing(ctx) as session:
-            replied = send_reply(session, ref, body.text, _actor(agent), ctx.composer, channel=body.channel,
-                                 attachments=refs, status_after=body.status, expected_version=_version(if_match))
-            session.info["outbox"].append(replied.outbox_id)
-            out = {"ticket": replied.ticket.ref, "version": replied.ticket.version,
-                   "status": replied.ticket.status, "outbox_id": replied.outbox_id, "channel": replied.channel,
-                   "recipient": replied.recipient, "message_id": replied.idempotency_key}
-    except LookupError as exc:
-        raise Invalid(f"cannot reply through {body.channel!r}: {exc}", code="unknown_channel") from None
+    with _writing(ctx) as session:
+        replied = send_reply(session, ref, body.text, _actor(agent), ctx.composer, channel=body.channel,
+                             attachments=refs, status_after=body.status, expected_version=_version(if_match))
+        session.info["outbox"].append(replied.outbox_id)
+        out = {"ticket": replied.ticket.ref, "version": replied.ticket.version,
+               "status": replied.ticket.status, "outbox_id": replied.outbox_id, "channel": replied.channel,
+               "recipient": replied.recipient, "message_id": replied.idempotency_key}
     response.headers["ETag"] = f'"{out["version"]}"'
     return out
 

@@ -98,14 +98,11 @@ def cmd_reply(args: argparse.Namespace, settings: Settings) -> int:
     from tickets.replies import send_reply
 
     with _working(args, settings) as (app, actor):
-        try:
-            with _write(app) as session:
-                replied = send_reply(session, args.ref, _text(args), actor, app.registry, channel=args.channel,
-                                     status_after=None if args.keep_status else args.status)
-                session.info["outbox"].append(replied.outbox_id)
-                ref = replied.ticket.ref
-        except LookupError as exc:
-            raise CliError(f"cannot reply through {args.channel!r}: {exc}") from None
+        with _write(app) as session:
+            replied = send_reply(session, args.ref, _text(args), actor, app.registry, channel=args.channel,
+                                 status_after=None if args.keep_status else args.status)
+            session.info["outbox"].append(replied.outbox_id)
+            ref = replied.ticket.ref
         return _done(args, app, ref, f"reply to {replied.recipient} via {replied.channel} queued",
                      {"outbox_id": replied.outbox_id, "message_id": replied.idempotency_key})
 

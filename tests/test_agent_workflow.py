@@ -279,3 +279,28 @@ def test_status_changed_rules_act_on_an_agents_transition(make_settings: Callabl
         assert ticket["messages"][-1]["actor"] == "rules"
         mails = smtp_sink.wait_for(2)
         assert any("lead@example.com" in m.rcpt_tos and "escalated" in m.message["Subject"] for m in mails)
+
+
+def test_a_reply_carries_attachments_and_refuses_a_channel_that_cannot_reach_the_contact(
+        desk: AgentDesk, smtp_sink: SmtpSink) -> None:
+    import base64
+
+    token = desk.agent("Sam Support", "sam@example.com")
+    ref = submit_form(desk, subject="Need the manual", message="Where is the PDF manual?")
+    smtp_sink.wait_for(1)
+    pdf = b"%PDF-1.4 a tiny manual\n%%EOF\n"
+    with desk.client(token) as api:
+        nowhere = api.post(f"/api/tickets/{ref}/replies", json={"text": "Here", "channel": "carrier-pigeon"})
+        assert nowhere.status_code == 422 and nowhere.json()["error"]["code"] == "unknown_channel"
+        broken = api.post(f"/api/tickets/{ref}/replies", json={"text": "Here", "attachments": [
+            {"filename": "manual.pdf", "content_type": "application/pdf", "content_base64": "not base64!"}]})
+        assert broken.status_code == 422 and broken.json()["error"]["code"] == "bad_attachment"
+        sent = api.post(f"/api/tickets/{ref}/replies", json={"text": "The manual is attached.", "channel": "email",
+                                                             "attachments": [{
+                                                                 "filename": "manual.pdf",
+                                                                 "content_type": "application/pdf",
+                                                                 "content_base64": base64.b64encode(pdf).decode()}]})
+        assert sent.status_code == 201, sent.text
+    mail = smtp_sink.wait_for(2)[-1].message
+    (attachment,) = list(mail.iter_attachments())
+    assert attachment.get_filename() == "manual.pdf" and attachment.get_content() == pdf

@@ -22,7 +22,7 @@ from tickets.commands import add_message, add_outbox
 from tickets.models import ContactIdentity, Direction, IntakeRow, Status, Ticket, TicketMessage, utcnow
 from tickets.work import Actor, NotAllowed, TicketChange, WorkError, change_ticket, first_action, lock_ticket
 
-__all__ = ["Replied", "ReplyComposer", "last_inbound_envelope", "notify_staff", "send_reply"]
+__all__ = ["Replied", "ReplyComposer", "UnknownChannel", "last_inbound_envelope", "notify_staff", "send_reply"]
 
 # After a reply the ticket waits on the customer, unless the agent says otherwise.
 DEFAULT_STATUS_AFTER_REPLY = Status.PENDING.value
@@ -34,6 +34,14 @@ class ReplyComposer(Protocol):
     def reply_channel(self, envelope: Envelope) -> str: ...
 
     def compose(self, intent: OutboundIntent, *, channel: str) -> Draft: ...
+
+    def channels(self) -> tuple[str, ...]: ...
+
+
+class UnknownChannel(WorkError):
+    """The reply names a channel no adapter serves."""
+
+    code = "unknown_channel"
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,8 @@ def send_reply(
     answering = last_inbound_envelope(session, ticket.id)
     default_channel = composer.reply_channel(answering) if answering is not None else ticket.channel
     channel = channel or default_channel
+    if channel not in composer.channels():
+        raise UnknownChannel(f"no channel {channel!r}; this Omnidesk serves {', '.join(composer.channels())}")
     draft: Draft | None = None
     problems = []
     for party, answers in _recipients(session, ticket, answering, default_channel, channel):
