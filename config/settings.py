@@ -181,6 +181,11 @@ class Settings(BaseSettings):
         description="A customer message on a closed ticket: new_ticket opens a new ticket linked to "
         "the closed one; reopen reopens the closed ticket.",
     )
+    conversation_reopen_days: float = Field(
+        7, ge=0, description="A message in a conversation (an SMS or WhatsApp number, a chat) reopens "
+        "its closed ticket if it was closed less than this many days ago; after that it opens a new "
+        "ticket linked to the old one.",
+    )
     rules_file: Path = Field(Path("config/routing.yaml"), description="The routing rules file.")
     channels_file: Path = Field(Path("config/channels.yaml"), description="The channels file.")
 

@@ -17,6 +17,8 @@ that the core calls at fixed points; a channel overrides the ones it has:
     reply_channel(env)    which channel answers a message of this one (a web form is answered by email).
     compose(intent)       an ``OutboundIntent`` -> the channel's ``Draft``, inside the routing transaction.
     acknowledgement(...)  the default acknowledgement text for this channel ("reply to this email").
+    watchers(queue, ev)   staff targets (``slack:C0123``) told about every new ticket or customer
+                          follow-up on a queue: a team channel that sees its queue's traffic.
 
 Senders live in ``workers/senders/`` (one module per channel); they are found the same way.
 Adapters are found by ``intake.registry`` in every ``intake.<package>.channel`` module: adding a
@@ -234,6 +236,12 @@ class Adapter:
     def compose(self, intent: OutboundIntent) -> Draft | None:
         """The channel's draft of ``intent``; None when this adapter cannot reach ``intent.to``."""
         return None
+
+    def watchers(self, *, queue: str, event: str) -> tuple[str, ...]:
+        """Staff targets (``kind:address``, composed by the adapter of ``kind``) to tell about a
+        ``new_ticket`` or a customer's ``follow_up`` on ``queue``: e.g. the queue's Slack channel.
+        Their intents carry the ticket's essentials in ``OutboundIntent.details``."""
+        return ()
 
     def acknowledgement(self, *, ref: str, customer_name: str, subject: str) -> tuple[str, str]:
         """(subject, text) of the default acknowledgement when the rules file names none."""

@@ -108,6 +108,10 @@ class ThreadKey(_Frozen):
     key: str = Field(min_length=1, max_length=1000)
     via: str = Field(min_length=1, max_length=40)  # why it is a key: "in-reply-to", "contact", ...
     record: bool = True
+    # The key names a conversation (a contact and a business number, a chat session), not one
+    # message: it always leads to the conversation's latest ticket. When the ticket it led to was
+    # closed and a new one opens, the key moves to the new one.
+    conversation: bool = False
 
 
 class DeliveryReport(_Frozen):

@@ -9,6 +9,7 @@ transaction, so the intent, the ticket change and the outbox row commit together
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -36,6 +37,9 @@ class OutboundIntent:
     attachments: tuple[AttachmentRef, ...] = ()
     # Automatic messages (acknowledgements, notifications) are marked so machines do not answer.
     automatic: bool = True
+    # For staff notifications: the ticket's essentials (ref, queue, priority, status, channel,
+    # customer, subject, first lines, sla_policy, event) for channels that lay them out.
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

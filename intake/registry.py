@@ -198,6 +198,10 @@ class Registry:
             raise LookupError(f"the {channel} channel cannot send a {intent.kind} to {intent.to.identity}")
         return draft
 
+    def watchers(self, *, queue: str, event: str) -> tuple[str, ...]:
+        """Every adapter's staff targets for ``event`` on ``queue`` (see ``Adapter.watchers``)."""
+        return tuple(dict.fromkeys(t for adapter in self for t in adapter.watchers(queue=queue, event=event)))
+
     def channel_for_party(self, kind: str) -> str | None:
         """The channel that reaches an address of this kind when nothing else says (staff mail)."""
         for channel in self._by_channel:

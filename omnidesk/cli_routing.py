@@ -190,7 +190,8 @@ def _explain_file(
 
     ours = registry.identities().owns(envelope.sender)
     policy = Policy(auto_reply_limit_per_hour=settings.auto_reply_limit_per_hour,
-                    closed_ticket_reply=settings.closed_ticket_reply)
+                    closed_ticket_reply=settings.closed_ticket_reply,
+                    conversation_reopen_days=settings.conversation_reopen_days)
     thread: ThreadPreview | None = None
     explanation: Explanation | None = None
     acknowledgement: dict[str, Any] | None = None

@@ -32,6 +32,7 @@ from tickets.commands import (
     claim_thread_keys,
     create_ticket,
     find_or_create_contact,
+    move_thread_keys,
     tickets_by_refs,
     update_ticket,
 )
@@ -64,6 +65,8 @@ class Composer(Protocol):
     def compose(self, intent: OutboundIntent, *, channel: str) -> Draft: ...
 
     def acknowledgement(self, channel: str, *, ref: str, customer_name: str, subject: str) -> tuple[str, str]: ...
+
+    def watchers(self, *, queue: str, event: str) -> tuple[str, ...]: ...
 
 
 class ThreadKeyTaken(Exception):
@@ -131,8 +134,12 @@ def _follow_up(
                                "reason": f"rule: {names}" if by_rule else "customer reply"})
         update_ticket(conn, ticket.id, **changes)
     _record(conn, intake_id, envelope, ticket.id, decision)
-    notified = _notify(conn, ctx, envelope, ticket.id, ticket.ref, ticket.queue, decision.actions.notify,
-                       what="New reply on")
+    targets = decision.actions.notify
+    if envelope.delivery_report is None:
+        targets = (*targets, *ctx.composer.watchers(queue=ticket.queue, event="follow_up"))
+    notified = _notify(conn, ctx, envelope, ticket.id, ticket.ref, ticket.queue, targets,
+                       what="New reply on", essentials={"priority": ticket.priority, "status": ticket.status,
+                                                        "event": "follow_up"})
     return Applied(ticket.id, ticket.ref, new_ticket=False, outbox_ids=notified)
 
 
@@ -166,8 +173,14 @@ def _new_ticket(
         facts=stored_facts,
     )
     if decision.follows_closed:
-        # The message cites the closed ticket's messages: those keys stay there; its own are new.
-        add_thread_keys(conn, ticket_id, envelope.recorded_keys)
+        # The message cites the closed ticket's messages: those keys stay there, its own are new;
+        # a conversation key moves on to the new ticket (the conversation's latest).
+        conversation = [k.key for k in envelope.thread_keys if k.conversation and k.record]
+        add_thread_keys(conn, ticket_id, [k for k in envelope.recorded_keys if k not in set(conversation)])
+        old = situation.ticket.id if situation.ticket is not None else None
+        if conversation and old is not None and not move_thread_keys(conn, conversation, from_ticket=old,
+                                                                     to_ticket=ticket_id):
+            raise ThreadKeyTaken("a concurrent worker moved the conversation on first")
     else:
         try:
             claim_thread_keys(conn, ticket_id, envelope.recorded_keys)
@@ -183,7 +196,10 @@ def _new_ticket(
     else:
         log.info("%s: no acknowledgement: %s", ref, decision.auto_reply_suppressed)
     if not actions.spam:
-        outbox_ids += _notify(conn, ctx, envelope, ticket_id, ref, queue, actions.notify, what="New ticket")
+        targets = (*actions.notify, *ctx.composer.watchers(queue=queue, event="new_ticket"))
+        outbox_ids += _notify(conn, ctx, envelope, ticket_id, ref, queue, targets, what="New ticket",
+                              essentials={"priority": actions.priority or "normal", "status": "new",
+                                          "sla_policy": actions.sla, "assignee": assignee, "event": "new_ticket"})
     return Applied(ticket_id, ref, new_ticket=True, outbox_ids=outbox_ids)
 
 
@@ -300,6 +316,7 @@ def _notify(
     targets: tuple[str, ...],
     *,
     what: str,
+    essentials: dict[str, Any] | None = None,
 ) -> tuple[int, ...]:
     """Tell the people a rule names (``notify:``) about the message.
 
@@ -307,7 +324,12 @@ def _notify(
     a target is an email address, or ``kind:address`` for another channel's staff address.
     """
     ids = []
-    for target in targets:
+    details = {
+        "ref": ref, "queue": queue, "channel": envelope.channel, "subject": envelope.subject,
+        "customer": envelope.sender.name or envelope.sender.address, "customer_address": envelope.sender.address,
+        "first_lines": "\n".join(envelope.text.strip().splitlines()[:5])[:500], **(essentials or {}),
+    }
+    for target in dict.fromkeys(targets):
         kind, address = _staff_address(target)
         sender = envelope.sender.name or envelope.sender.address
         text = (
@@ -318,7 +340,7 @@ def _notify(
         )
         intent = OutboundIntent(
             kind="notify", ticket_ref=ref, to=Party(address=address, kind=kind),
-            subject=f"[{ref}] {what}: {envelope.subject}"[:250], text=text,
+            subject=f"[{ref}] {what}: {envelope.subject}"[:250], text=text, details=details,
         )
         channel = ctx.staff_channel if kind == "email" else kind
         draft = ctx.composer.compose(intent, channel=channel)

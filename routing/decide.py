@@ -9,6 +9,7 @@ carries it out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from intake.envelope import Envelope
@@ -35,13 +36,15 @@ class Policy:
 
     auto_reply_limit_per_hour: int = 5
     closed_ticket_reply: str = "new_ticket"  # or "reopen"
+    # A conversation key (a phone number, a chat) reopens its closed ticket within this window.
+    conversation_reopen_days: float = 7.0
 
 
 def decide(envelope: Envelope, situation: Situation, ruleset: RuleSet | None, policy: Policy) -> Decision:
     ticket = situation.ticket
     if situation.thread is not None and ticket is not None:
-        if (ticket.status == Status.CLOSED.value and policy.closed_ticket_reply == "new_ticket"
-                and envelope.delivery_report is None):
+        if ticket.status == Status.CLOSED.value and envelope.delivery_report is None and not _reopens(
+                envelope, situation, policy):
             decision = _new_ticket(envelope, situation, ruleset, policy)
             return decision.model_copy(update={
                 "linked_ticket": ticket.ref, "follows_closed": True,
@@ -49,6 +52,22 @@ def decide(envelope: Envelope, situation: Situation, ruleset: RuleSet | None, po
             })
         return _follow_up(envelope, situation, ruleset, policy)
     return _new_ticket(envelope, situation, ruleset, policy)
+
+
+def _reopens(envelope: Envelope, situation: Situation, policy: Policy) -> bool:
+    """Does a message matched to a closed ticket reopen it (rather than open a linked new one)?
+
+    By a conversation key (a contact on a business number, a chat): when it was closed less than
+    ``conversation_reopen_days`` ago. By a message key (an email's References): by the
+    ``closed_ticket_reply`` setting.
+    """
+    thread, ticket = situation.thread, situation.ticket
+    assert thread is not None and ticket is not None
+    if any(k.key == thread.key and k.conversation for k in envelope.thread_keys):
+        closed_at = ticket.closed_at
+        window = timedelta(days=policy.conversation_reopen_days)
+        return closed_at is not None and situation.now - closed_at < window
+    return policy.closed_ticket_reply == "reopen"
 
 
 def _follow_up(envelope: Envelope, situation: Situation, ruleset: RuleSet | None, policy: Policy) -> Decision:

@@ -75,7 +75,8 @@ class Router:
 
     def __post_init__(self) -> None:
         self._policy = Policy(auto_reply_limit_per_hour=self.settings.auto_reply_limit_per_hour,
-                              closed_ticket_reply=self.settings.closed_ticket_reply)
+                              closed_ticket_reply=self.settings.closed_ticket_reply,
+                              conversation_reopen_days=self.settings.conversation_reopen_days)
 
     def route(self, intake_id: int) -> Routed | None:
         """Route one intake row. None when it was already routed or is quarantined."""

@@ -44,6 +44,7 @@ __all__ = [
     "create_ticket",
     "find_or_create_contact",
     "load_ticket",
+    "move_thread_keys",
     "ref_of_ticket",
     "tickets_by_keys",
     "tickets_by_refs",
@@ -84,6 +85,7 @@ class TicketRef:
     tags: list[str]
     contact_id: int
     facts: dict[str, Any]
+    closed_at: datetime | None = None
 
 
 # Statements built once: per-message code then only binds parameters, which skips SQLAlchemy's
@@ -100,7 +102,7 @@ _INSERT_TICKET = insert(_tickets).returning(_tickets.c.id)
 _SET_REF = update(_tickets).where(_tickets.c.id == bindparam("tid")).values(ref=bindparam("ref"))
 _LOAD_TICKET = select(
     _tickets.c.id, _tickets.c.ref, _tickets.c.status, _tickets.c.priority, _tickets.c.queue,
-    _tickets.c.category, _tickets.c.tags, _tickets.c.contact_id, _tickets.c.facts,
+    _tickets.c.category, _tickets.c.tags, _tickets.c.contact_id, _tickets.c.facts, _tickets.c.closed_at,
 ).where(_tickets.c.id == bindparam("tid"))
 _REF_OF = select(_tickets.c.ref).where(_tickets.c.id == bindparam("tid"))
 _INSERT_MESSAGE = insert(_messages)
@@ -198,7 +200,8 @@ def load_ticket(conn: Executor, ticket_id: int) -> TicketRef | None:
     row = conn.execute(_LOAD_TICKET, {"tid": ticket_id}).first()
     if row is None:
         return None
-    return TicketRef(row[0], row[1] or "", row[2], row[3], row[4], row[5], list(row[6] or []), row[7], dict(row[8] or {}))
+    return TicketRef(row[0], row[1] or "", row[2], row[3], row[4], row[5], list(row[6] or []), row[7],
+                     dict(row[8] or {}), row[9])
 
 
 def ref_of_ticket(conn: Executor, ticket_id: int) -> str:
@@ -305,6 +308,23 @@ def tickets_by_refs(conn: Executor, refs: Iterable[str]) -> dict[str, int]:
         return {}
     rows = conn.execute(_FIND_REFS, {"refs": wanted})
     return {ref: ticket_id for ref, ticket_id in rows}
+
+
+def move_thread_keys(conn: Executor, keys: Iterable[str], *, from_ticket: int, to_ticket: int) -> bool:
+    """Move conversation keys from a closed ticket to its successor. False when any key no longer
+    points at ``from_ticket`` (a concurrent worker moved it first: the caller starts over)."""
+    for key in dict.fromkeys(keys):
+        moved = conn.execute(
+            update(_keys).where(_keys.c.key == key, _keys.c.ticket_id == from_ticket).values(ticket_id=to_ticket)
+        )
+        if moved.rowcount == 1:
+            continue
+        now_at = tickets_by_keys(conn, [key]).get(key)
+        if now_at is None:  # never recorded: the successor simply claims it
+            claim_thread_keys(conn, to_ticket, [key])
+        elif now_at != to_ticket:
+            return False
+    return True
 
 
 def claim_thread_keys(conn: Executor, ticket_id: int, keys: Iterable[str]) -> None:
