@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.context import ApiContext, api_context
 from api.errors import Forbidden, Unauthorized
@@ -18,16 +19,20 @@ from tickets.agents import AgentRecord, authenticate, touch_token
 __all__ = ["Admin", "CurrentAgent", "require_admin", "require_agent"]
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="omnidesk"'}
+# Declares the bearer scheme in the OpenAPI description (every route that needs a token shows
+# it). auto_error=False: a missing token is answered below, in the API's own error shape.
+_bearer = HTTPBearer(auto_error=False, scheme_name="token",
+                     description="An API token: `omnidesk agents add` or `omnidesk agents token` issues one.")
 
 
-def require_agent(request: Request, ctx: Annotated[ApiContext, Depends(api_context)]) -> AgentRecord:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+def require_agent(request: Request, ctx: Annotated[ApiContext, Depends(api_context)],
+                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> AgentRecord:
+    token = credentials.credentials.strip() if credentials is not None else ""
+    if not token:
         raise Unauthorized("send an API token as 'Authorization: Bearer od_...' "
                            "(create one with `omnidesk agents add` or `omnidesk agents token`)", headers=_CHALLENGE)
     with ctx.db.read() as session:
-        found = authenticate(session, token.strip())
+        found = authenticate(session, token)
     if found is None:
         raise Unauthorized("the API token is not valid: unknown, revoked, or its agent is inactive",
                            headers=_CHALLENGE)

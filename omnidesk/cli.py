@@ -244,11 +244,16 @@ def cmd_rules_check(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     from omnidesk.app import rules_path
+    from omnidesk.cli_agents import store_roster
     from routing.rules import check_rules_file
 
     path = Path(args.file) if args.file else rules_path(settings)
-    status, text = check_rules_file(path)
+    # The agents the file names are checked against the store's accounts, as warnings only.
+    roster, note = store_roster(settings)
+    status, text = check_rules_file(path, roster=roster)
     print(text)
+    if status == 0 and note:
+        print(note)
     return status
 
 

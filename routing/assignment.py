@@ -3,6 +3,12 @@
 Safe under concurrent workers: both strategies lock the queue's cursor row until commit
 (SQLite serialises writers anyway), so concurrent assignments in one queue take turns: no two
 tickets take the same turn, no agent is skipped, and no two read the same open-ticket counts.
+
+Agents are the store's accounts, named by email in the rules file. An agent the store knows but
+has deactivated gets no new tickets: it is left out of the turns and the load count, and a rule
+naming it leaves the ticket unassigned in its queue. An email the store does not know at all is
+still assigned, as before agent accounts existed: rules files written then keep working, and
+``omnidesk rules check`` warns about such names instead.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, insert, select, update
 
+from tickets.agents import inactive_among
 from tickets.commands import Executor
 from tickets.models import QueueCursor, Status, Ticket, table_of
 
@@ -31,8 +38,12 @@ def choose_assignee(conn: Executor, ruleset: "RuleSet | None", *, queue: str, as
         if not assign:
             return None
     if assign not in ("round_robin", "least_loaded"):
-        return assign  # a named agent
+        return None if inactive_among(conn, (assign,)) else assign  # a named agent
     agents = list(getattr(queue_def, "agents", ()) or ())
+    if agents:
+        # One query for the whole list, before the cursor lock so that it is not held longer.
+        inactive = inactive_among(conn, agents)
+        agents = [a for a in agents if a.lower() not in inactive]
     if not agents:
         return None
     position = _lock_cursor(conn, queue)

@@ -12,7 +12,7 @@ import contextlib
 import gc
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path as FsPath
 from typing import Any, get_args, get_origin
 
@@ -26,6 +26,7 @@ from routing.rules.customers import Directory, parse_csv, parse_inline
 from routing.rules.engine import CompiledRule, Queue, RuleSet
 from routing.rules.errors import Issue, Path, RulesError, did_you_mean, format_path
 from routing.rules.message import Environment, KeywordMatcher
+from routing.rules.roster import agent_warnings
 from routing.rules.schema import (
     TOP_LEVEL_KEYS,
     ActionsSpec,
@@ -112,14 +113,26 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def check_rules_file(path: FsPath) -> tuple[int, str]:
-    """``omnidesk rules check``: (0, one-line summary) or (1, every error and a count)."""
+def check_rules_file(path: FsPath, *, roster: Mapping[str, bool] | None = None) -> tuple[int, str]:
+    """``omnidesk rules check``: (0, one-line summary) or (1, every error and a count).
+
+    With ``roster`` (the store's agents: lower-cased email → active), agents the file names that
+    are unknown or inactive follow the summary as warnings; the status stays 0, since such a file
+    loads and routes (see ``routing.rules.roster``).
+    """
     try:
         ruleset = load_rules(path)
     except RulesError as exc:
         count = len(exc.errors)
         return 1, "\n".join(exc.errors) + f"\n{path}: {count} error{'s' if count != 1 else ''}"
-    return 0, ruleset.summary()
+    lines = [ruleset.summary()]
+    if roster is not None:
+        warnings = agent_warnings(ruleset, roster, path)
+        lines += [f"warning: {issue}" for issue in warnings]
+        if warnings:
+            lines.append(f"{path}: {len(warnings)} warning{'s' if len(warnings) != 1 else ''} about agents "
+                         "(the rules still load and route)")
+    return 0, "\n".join(lines)
 
 
 class _Loader:
