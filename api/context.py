@@ -13,8 +13,8 @@ from intake.blobs import BlobStore
 from tickets.db import Database
 
 if TYPE_CHECKING:
-    from routing.apply import Composer
     from routing.rules import RuleSet
+    from tickets.replies import ReplyComposer
 
 __all__ = ["ApiContext", "api_context"]
 
@@ -24,7 +24,7 @@ class ApiContext:
     db: Database
     settings: Settings
     blobs: BlobStore
-    composer: Composer
+    composer: ReplyComposer
     rules: Callable[[], RuleSet | None]
     # Called with the outbox ids a request wrote, after its commit (enqueue their delivery).
     on_outbox: Callable[[tuple[int, ...]], Any] = lambda ids: None

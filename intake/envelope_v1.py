@@ -53,9 +53,9 @@ def upgrade_v1(data: dict[str, Any]) -> Envelope:
         envelope = email_envelope(details=details, **common)
         return envelope.model_copy(update={"language": data.get("language")})
     # Version 1 had no other adapter; a conversation hint becomes that channel's key.
-    keys = ()
+    keys: tuple[ThreadKey, ...] = ()
     if hints.get("conversation"):
-        keys = (ThreadKey(key=f"{channel}:{hints['conversation']}", via="conversation"),)
+        keys = (ThreadKey(key=f"{channel}:{hints['conversation']}", via="conversation", conversation=True),)
     return Envelope(
         channel=channel,
         thread_keys=keys,

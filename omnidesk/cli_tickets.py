@@ -60,11 +60,11 @@ def _write(app: Any) -> Iterator[Any]:
     _enqueue(app, tuple(ids))
 
 
-def _done(args: argparse.Namespace, app: Any, ref: str, what: str, extra: dict[str, Any] | None = None) -> int:
+def _done(args: argparse.Namespace, app: Any, ref: str | None, what: str, extra: dict[str, Any] | None = None) -> int:
     from tickets.search import get_ticket_with_timeline
 
     with app.db.read() as session:
-        ticket = get_ticket_with_timeline(session, ref)
+        ticket = get_ticket_with_timeline(session, ref or args.ref)
     assert ticket is not None
     if args.json:
         from omnidesk.cli import _print_json

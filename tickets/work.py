@@ -239,8 +239,8 @@ def change_ticket(session: Session, ref: str, change: TicketChange, actor: Actor
             continue
         setattr(ticket, name, value)
         changed = True
-        shown = (lambda v: f"'{v}'" if name == "subject" else (v or "none"))
-        record_event(session, ticket, actor, f"{actor.label} changed the {name} from {shown(before)} to {shown(value)}",
+        record_event(session, ticket, actor,
+                     f"{actor.label} changed the {name} from {_shown(name, before)} to {_shown(name, value)}",
                      {"type": name, "from": before, "to": value}, when=now)
     if change.assignee is not None:
         value = change.assignee.strip().lower() or None
@@ -268,6 +268,10 @@ def change_ticket(session: Session, ref: str, change: TicketChange, actor: Actor
     if changed or actor.is_agent:
         _bump(ticket, now)
     return ticket
+
+
+def _shown(name: str, value: str | None) -> str:
+    return f"'{value}'" if name == "subject" else (value or "none")
 
 
 def _check_assignee(session: Session, email: str) -> None:
@@ -352,7 +356,7 @@ def merge_tickets(session: Session, source_ref: str, target_ref: str, actor: Act
         raise NotAllowed(f"{target.ref} is closed; merge into an open ticket")
     now = utcnow()
     for model in (TicketMessage, ThreadKey, IntakeRow, OutboxRow):
-        session.execute(update(model).where(model.ticket_id == source.id).values(ticket_id=target.id))  # type: ignore[attr-defined]
+        session.execute(update(model).where(model.ticket_id == source.id).values(ticket_id=target.id))
     session.execute(update(Ticket).where(Ticket.merged_into_id == source.id).values(merged_into_id=target.id))
     _link(session, source, target, "merged", actor)
     contacts = {int(c) for c in (target.facts or {}).get("merged_contacts", [])}
