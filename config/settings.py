@@ -176,6 +176,10 @@ class Settings(BaseSettings):
         "https://api.twilio.com", description="Base URL of Twilio's REST API (a proxy or a local "
         "test server instead of Twilio's own).",
     )
+    twilio_media_max_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest photo or file of an inbound MMS or WhatsApp "
+        "message that is downloaded; a larger one is named on the ticket instead.",
+    )
     twilio_timeout_seconds: float = Field(
         15, gt=0, description="Timeout of one request to Twilio's REST API; a timeout is retried.",
     )

@@ -322,3 +322,46 @@ def test_the_auth_token_never_reaches_logs_and_bad_settings_say_what_to_write(
         load_settings(_env_file=None, twilio_account_sid="12345")
     with pytest.raises(SettingsError, match="OMNIDESK_TWILIO_API_BASE: must be a base URL"):
         load_settings(_env_file=None, twilio_api_base="api.twilio.com")
+
+
+# --- media ---------------------------------------------------------------------------------------
+@pytest.fixture
+def media_desk(make_settings: Callable[..., Settings], twilio_api: FakeTwilio) -> Iterator[AgentDesk]:
+    settings = make_settings(twilio_account_sid=ACCOUNT, twilio_auth_token=TOKEN, twilio_api_base=twilio_api.url,
+                             twilio_media_max_bytes=4096)
+    with running_desk(settings, components=("worker", "sweeper", "web", "twilio-media")) as running:
+        yield running
+
+
+def test_media_are_downloaded_by_the_runner_into_the_blob_store_and_join_the_ticket(
+    media_desk: AgentDesk, twilio_api: FakeTwilio
+) -> None:
+    desk = media_desk
+    photo = b"\x89PNG\r\n\x1a\n" + b"p" * 1000
+    params = sms("here is the broken box", whatsapp=True)
+    params.update({"NumMedia": "3", "MediaUrl0": twilio_api.add_media("image/png", photo),
+                   "MediaContentType0": "image/png",
+                   "MediaUrl1": twilio_api.add_media("video/mp4", b"v" * 5000), "MediaContentType1": "video/mp4",
+                   "MediaUrl2": "https://api.twilio.com/2010-04-01/Accounts/x/Messages/MMgone/Media/MEgone",
+                   "MediaContentType2": "image/jpeg"})
+    answer = post(desk, params)
+    assert answer.status_code == 200  # answered before any download
+    desk.wait_until(lambda: any(m["attachments"] for t in desk.tickets() for m in desk.ticket(t["ref"])["messages"]),
+                    30, "the media on the ticket")
+    desk.wait_routed()
+    (ticket,) = desk.tickets()
+    messages = desk.ticket(ticket["ref"])["messages"]
+    inbound = [m for m in messages if m["direction"] == "inbound"]
+    assert [m["message_id"] for m in inbound] == [params["MessageSid"], params["MessageSid"] + "/media"]
+    (attachment,) = inbound[1]["attachments"]
+    assert attachment["content_type"] == "image/png" and attachment["size"] == len(photo)
+    assert desk.app.blobs.get(attachment["sha256"]) == photo
+    assert "over the 4096-byte limit" in inbound[1]["text"] and "HTTP 404" in inbound[1]["text"]
+    media_gets = [r for r in twilio_api.requests if "/Media/" in r.path]
+    assert all(r.auth == (ACCOUNT, TOKEN) for r in media_gets)
+    # Nothing is fetched twice: the companion exists, the message is done.
+    from intake.twilio.media import MediaFetcher
+
+    fetcher = MediaFetcher(desk.app.db, desk.app.blobs, desk.app.ingest, ACCOUNT, TOKEN, api_base=twilio_api.url)
+    assert fetcher.due() == []
+    assert fetcher.run_once() == 0

@@ -9,6 +9,7 @@ Messages API draft; ``workers.senders.twilio`` sends it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -21,6 +22,8 @@ from intake.adapter import (
     Identities,
     Payload,
     PayloadSummary,
+    Runner,
+    Stopper,
 )
 from intake.envelope import Channel, Envelope
 from intake.outbound import Draft, OutboundIntent
@@ -43,6 +46,9 @@ class TwilioAdapter(Adapter):
     channels: ClassVar[tuple[str, ...]] = (Channel.SMS, Channel.WHATSAPP)
     section: ClassVar[str | None] = "twilio"
     settings_model: ClassVar[Any] = TwilioSection
+    components: ClassVar[dict[str, str]] = {
+        "twilio-media": "download the photos and files of inbound MMS and WhatsApp messages",
+    }
 
     def __init__(self, ctx: AdapterContext) -> None:
         super().__init__(ctx)
@@ -61,6 +67,21 @@ class TwilioAdapter(Adapter):
         if self._endpoints is None:
             self._endpoints = TwilioEndpoints(self.ctx)
         return self._endpoints.router()
+
+    def runners(self) -> Mapping[str, Runner]:
+        return {"twilio-media": self._start_media}
+
+    def _start_media(self, stop_event: threading.Event) -> Stopper | None:
+        from intake.twilio.media import MediaFetcher, start_fetcher
+
+        s = self.ctx.settings
+        token = s.twilio_auth_token.get_secret_value()
+        if not s.twilio_account_sid or not token:
+            return None  # no account: no message can carry media of ours
+        fetcher = MediaFetcher(self.ctx.db, self.ctx.blobs, self.ctx.ingest, s.twilio_account_sid, token,
+                               api_base=s.twilio_api_base, max_bytes=s.twilio_media_max_bytes,
+                               timeout=s.twilio_timeout_seconds, interval=min(1.0, s.sweep_interval_seconds))
+        return start_fetcher(fetcher)
 
     def identities(self) -> Identities:
         return Identities(frozenset(f"phone:{number}" for number in number_specs(self.ctx.section)))

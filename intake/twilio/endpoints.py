@@ -29,6 +29,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from config.settings import Settings
 from intake.adapter import AdapterContext, Payload
 from intake.errors import IntakeUnavailable
+from intake.twilio.media import MEDIA_SOURCE
 from intake.twilio.numbers import parse_address
 from intake.twilio.parse import STATUS_STATES
 from intake.twilio.settings import number_specs
@@ -118,8 +119,10 @@ class TwilioEndpoints:
         return url, pairs
 
     async def _store(self, stored: StoredRequest, channel: str, received_at: datetime) -> Response:
+        # A message with media is marked so the media runner finds it (and fetches them later).
+        has_media = stored.endpoint == "messages" and stored.param("NumMedia") not in ("", "0")
         payload = Payload(channel=channel, raw=stored.to_bytes(), received_at=received_at,
-                          source=f"twilio:{stored.endpoint}",
+                          source=MEDIA_SOURCE if has_media else f"twilio:{stored.endpoint}",
                           meta={"content_type": "application/json", "format": FORMAT})
         try:
             await run_in_threadpool(self.ctx.ingest, payload)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-__all__ = ["TwilioAddress", "conversation_key", "outbound_key", "parse_address", "to_e164"]
+__all__ = ["TwilioAddress", "conversation_key", "message_key", "outbound_key", "parse_address", "to_e164"]
 
 WHATSAPP_PREFIX = "whatsapp:"
 
@@ -61,3 +61,8 @@ def conversation_key(contact: str, business: str) -> str:
 def outbound_key(idempotency_key: str) -> str:
     """The thread key of one outbound message: its status callbacks find the ticket by it."""
     return f"twilio:out:{idempotency_key}"
+
+
+def message_key(message_sid: str) -> str:
+    """The thread key of one inbound message: its media, fetched later, join its ticket by it."""
+    return f"twilio:msg:{message_sid}"

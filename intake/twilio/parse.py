@@ -17,7 +17,13 @@ from intake.adapter import Payload, PayloadSummary
 from intake.envelope import DeliveryReport, Envelope, Party, PartyKind, ThreadKey
 from intake.errors import UnparseableMessage
 from intake.twilio.errors import describe_error
-from intake.twilio.numbers import TwilioAddress, conversation_key, outbound_key, parse_address
+from intake.twilio.numbers import (
+    TwilioAddress,
+    conversation_key,
+    message_key,
+    outbound_key,
+    parse_address,
+)
 from intake.twilio.stored import MediaItem, StoredRequest, TwilioDetails
 
 __all__ = ["STATUS_STATES", "describe_payload", "load_request", "parse_payload"]
@@ -55,6 +61,8 @@ def parse_payload(payload: Payload) -> Envelope:
     stored = load_request(payload.raw)
     if stored.endpoint == "status":
         return _status(payload, stored)
+    if stored.endpoint == "media":
+        return _media_message(payload, stored)
     return _message(payload, stored)
 
 
@@ -112,12 +120,47 @@ def _message(payload: Payload, stored: StoredRequest) -> Envelope:
             text=text,
             full_text=body,
             thread_keys=(ThreadKey(key=conversation_key(sender.number, business.number), via="conversation",
-                                   conversation=True),),
+                                   conversation=True),
+                         ThreadKey(key=message_key(sid), via="message")),
             headers=headers,
             details=details.dump(),
         )
     except ValidationError as exc:
         raise UnparseableMessage(f"the Twilio message does not make an envelope: {exc}") from None
+
+
+def _media_message(payload: Payload, stored: StoredRequest) -> Envelope:
+    """The media of a stored message, fetched by the media runner: a message on the same ticket."""
+    sid = stored.param("MessageSid") or stored.param("SmsMessageSid")
+    if not sid:
+        raise UnparseableMessage("the Twilio media payload has no MessageSid")
+    sender, business = _address(stored, "From"), _address(stored, "To")
+    count = len(stored.media)
+    lines = [f"{count} file{'s' if count != 1 else ''} sent with the message {sid}"]
+    lines += [f"Could not be downloaded: {problem}" for problem in stored.media_errors]
+    text = "\n".join(lines)
+    us = Party(address=business.number, name=stored.number_name, kind=PartyKind.PHONE)
+    try:
+        return Envelope(
+            channel=business.channel,
+            external_id=f"{sid}/media",
+            received_at=payload.received_at,
+            sender=Party(address=sender.number, name=stored.param("ProfileName"), kind=PartyKind.PHONE),
+            business=us,
+            recipients=(us,),
+            subject="Media",
+            text=text,
+            full_text=text,
+            attachments=stored.media,
+            # The message's own key first: the media join the ticket the message landed on.
+            thread_keys=(ThreadKey(key=message_key(sid), via="media-of", record=False),
+                         ThreadKey(key=conversation_key(sender.number, business.number), via="conversation",
+                                   conversation=True)),
+            headers={"x-twilio-number": business.number, "x-twilio-channel": business.channel},
+            details=TwilioDetails(message_sid=sid, account_sid=stored.param("AccountSid")).dump(),
+        )
+    except ValidationError as exc:
+        raise UnparseableMessage(f"the Twilio media payload does not make an envelope: {exc}") from None
 
 
 def _status(payload: Payload, stored: StoredRequest) -> Envelope:

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from intake.envelope import AttachmentRef
+
 __all__ = ["FORMAT", "StoredRequest", "TwilioDetails"]
 
 FORMAT: Literal["omnidesk.twilio/1"] = "omnidesk.twilio/1"
@@ -25,7 +27,8 @@ class _Frozen(BaseModel):
 
 class StoredRequest(_Frozen):
     format: Literal["omnidesk.twilio/1"] = FORMAT
-    endpoint: Literal["messages", "status"]
+    # "media": not a webhook but the media of a stored message, downloaded by the media runner.
+    endpoint: Literal["messages", "status", "media"]
     url: Annotated[str, Field(max_length=4000)]
     params: tuple[tuple[str, str], ...]
     # The configured number's queue hint, when the number has one (``header.x-twilio-queue``).
@@ -33,6 +36,9 @@ class StoredRequest(_Frozen):
     number_name: str = ""
     # Status callbacks: the idempotency key of the outbox row they report on (from the URL).
     outbox_key: str | None = None
+    # Media payloads: the downloaded files (in the blob store) and why any could not be fetched.
+    media: tuple[AttachmentRef, ...] = ()
+    media_errors: tuple[str, ...] = ()
 
     def param(self, name: str) -> str:
         """The first value of a parameter ('' when absent)."""

@@ -46,6 +46,8 @@ class FakeTwilio:
     requests: list[Recorded] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     _script: list[tuple[int, int | None, bool]] = field(default_factory=list)
+    # Media files by URL path: (content type, bytes), served with Basic auth like Twilio's.
+    media: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
@@ -61,6 +63,13 @@ class FakeTwilio:
     def accept_then_fail(self, status: int = 500) -> None:
         with self._lock:
             self._script.append((status, None, True))
+
+    def add_media(self, content_type: str, data: bytes) -> str:
+        """Serve a file as Twilio serves a message's media; returns its public (twilio.com) URL."""
+        path = (f"/2010-04-01/Accounts/{self.account_sid}/Messages/MM{uuid.uuid4().hex}"
+                f"/Media/ME{uuid.uuid4().hex}")
+        self.media[path] = (content_type, data)
+        return "https://api.twilio.com" + path
 
     def created(self) -> list[Recorded]:
         return [r for r in self.requests if r.method == "POST"]
@@ -115,6 +124,18 @@ class FakeTwilio:
         auth = h._auth()
         with self._lock:
             self.requests.append(Recorded(method, path, form, auth))
+        if method == "GET" and "/Media/" in path:
+            if auth != (self.account_sid, self.auth_token):
+                return h._error(401, 20003, "Authenticate")
+            if path not in self.media:
+                return h._error(404, 20404, f"The requested resource {path} was not found")
+            kind, data = self.media[path]
+            h.send_response(200)
+            h.send_header("Content-Type", kind)
+            h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            h.wfile.write(data)
+            return None
         match = _MESSAGES.match(path)
         if match is None:
             return h._error(404, 20404, f"The requested resource {path} was not found")
