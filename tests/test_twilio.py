@@ -11,6 +11,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -365,3 +366,37 @@ def test_media_are_downloaded_by_the_runner_into_the_blob_store_and_join_the_tic
     fetcher = MediaFetcher(desk.app.db, desk.app.blobs, desk.app.ingest, ACCOUNT, TOKEN, api_base=twilio_api.url)
     assert fetcher.due() == []
     assert fetcher.run_once() == 0
+
+
+def _close(desk: AgentDesk, ref: str, days_ago: float) -> None:
+    from sqlalchemy import update
+
+    from tickets.models import Ticket
+
+    with desk.app.db.write() as session:
+        session.execute(update(Ticket).where(Ticket.ref == ref).values(
+            status="closed", closed_at=datetime.now(UTC) - timedelta(days=days_ago)))
+
+
+def test_a_closed_conversation_reopens_within_the_window_and_opens_a_linked_ticket_after(
+    desk: AgentDesk, twilio_api: FakeTwilio
+) -> None:
+    assert post(desk, sms("first question")).status_code == 200
+    desk.wait_for_messages(2)
+    (first,) = desk.tickets()
+    _close(desk, first["ref"], days_ago=2)
+    assert post(desk, sms("one more thing")).status_code == 200
+    desk.wait_until(lambda: desk.ticket(first["ref"])["status"] == "open", 30, "the ticket reopened")
+    assert len(desk.tickets()) == 1
+    _close(desk, first["ref"], days_ago=8)  # longer ago than conversation_reopen_days (7)
+    assert post(desk, sms("a new problem")).status_code == 200
+    desk.wait_until(lambda: len(desk.tickets()) == 2, 30, "a new ticket")
+    desk.wait_routed()
+    (second,) = [t for t in desk.tickets() if t["ref"] != first["ref"]]
+    assert second["contact"] == first["contact"]
+    assert any("Opened from " + first["ref"] in m["text"] for m in desk.ticket(second["ref"])["messages"])
+    # The conversation moved on: the next text continues the new ticket.
+    assert post(desk, sms("and a photo of it")).status_code == 200
+    desk.wait_routed()
+    inbound = [m for m in desk.ticket(second["ref"])["messages"] if m["direction"] == "inbound"]
+    assert [m["text"] for m in inbound] == ["a new problem", "and a photo of it"]
