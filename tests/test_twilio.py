@@ -400,3 +400,19 @@ def test_a_closed_conversation_reopens_within_the_window_and_opens_a_linked_tick
     desk.wait_routed()
     inbound = [m for m in desk.ticket(second["ref"])["messages"] if m["direction"] == "inbound"]
     assert [m["text"] for m in inbound] == ["a new problem", "and a photo of it"]
+
+
+def test_the_twilio_section_of_the_channels_file_is_strict_with_positions() -> None:
+    from intake.channels import ChannelsError, parse_channels
+
+    good = parse_channels('twilio:\n  numbers:\n    - number: "+14155550100"\n      queue: billing\n',
+                          "channels.yaml", check_env=False)
+    assert good.twilio.numbers[0].number == "+14155550100"
+    bad = ('twilio:\n  numbers:\n    - number: "+14155550100"\n    - number: "+1 415 555 0100"\n'
+           '    - number: "4155550100"\n    - number: "+14155550101"\n      chanels: [sms]\n')
+    with pytest.raises(ChannelsError) as caught:
+        parse_channels(bad, "channels.yaml", check_env=False)
+    text = "\n".join(caught.value.errors)
+    assert "channels.yaml:4:" in text and "duplicate number +14155550100 (first listed on line 3)" in text
+    assert "channels.yaml:5:" in text and "international form" in text
+    assert "channels.yaml:7:" in text and "unknown key 'chanels'" in text and "did you mean" in text.lower()
