@@ -180,6 +180,22 @@ class Settings(BaseSettings):
         16 * 1024 * 1024, ge=1024, description="Largest photo or file of an inbound MMS or WhatsApp "
         "message that is downloaded; a larger one is named on the ticket instead.",
     )
+    twilio_voice_greeting: str = Field(
+        "Thank you for calling. Please leave a message after the tone, and we will get back to you "
+        "as soon as possible.", min_length=1, description="What callers hear before the voicemail tone "
+        "(a number's greeting in the channels file wins).",
+    )
+    twilio_voice_max_length_seconds: int = Field(
+        120, ge=5, le=3600, description="Longest voicemail recorded, in seconds.",
+    )
+    twilio_transcription_wait_seconds: float = Field(
+        300, ge=0, description="How long a voicemail waits for Twilio's transcription before it goes "
+        "on the ticket without one.",
+    )
+    twilio_missed_call_grace_seconds: float = Field(
+        60, ge=0, description="After a call ends without a recording, how long to wait for a late "
+        "recording callback before the call counts as missed.",
+    )
     twilio_timeout_seconds: float = Field(
         15, gt=0, description="Timeout of one request to Twilio's REST API; a timeout is retried.",
     )

@@ -1,10 +1,11 @@
-"""The Twilio adapter: the ``sms`` and ``whatsapp`` channels on the channel contract.
+"""The Twilio adapter: the ``sms``, ``whatsapp`` and ``voice`` channels on the channel contract.
 
 Inbound messages arrive on the webhooks of ``intake.twilio.endpoints``; ``parse`` turns the stored
 request into an Envelope whose sender is the customer's E.164 number (``phone:+49...``: one
 contact on every phone channel) and whose conversation key ties it to that contact's latest
 ticket on the same business number. ``compose`` turns an intent for a phone party into a
-Messages API draft; ``workers.senders.twilio`` sends it.
+Messages API draft; ``workers.senders.twilio`` sends it. Voicemails and missed calls are joined
+from a call's callbacks by the ``twilio-media`` runner (``intake.twilio.voice``) and answered by SMS.
 """
 
 from __future__ import annotations
@@ -43,11 +44,11 @@ __all__ = ["ADAPTER", "TwilioAdapter"]
 
 class TwilioAdapter(Adapter):
     name: ClassVar[str] = "twilio"
-    channels: ClassVar[tuple[str, ...]] = (Channel.SMS, Channel.WHATSAPP)
+    channels: ClassVar[tuple[str, ...]] = (Channel.SMS, Channel.WHATSAPP, Channel.VOICE)
     section: ClassVar[str | None] = "twilio"
     settings_model: ClassVar[Any] = TwilioSection
     components: ClassVar[dict[str, str]] = {
-        "twilio-media": "download the photos and files of inbound MMS and WhatsApp messages",
+        "twilio-media": "download inbound MMS/WhatsApp media and voicemails; finish calls",
     }
 
     def __init__(self, ctx: AdapterContext) -> None:
@@ -80,7 +81,9 @@ class TwilioAdapter(Adapter):
             return None  # no account: no message can carry media of ours
         fetcher = MediaFetcher(self.ctx.db, self.ctx.blobs, self.ctx.ingest, s.twilio_account_sid, token,
                                api_base=s.twilio_api_base, max_bytes=s.twilio_media_max_bytes,
-                               timeout=s.twilio_timeout_seconds, interval=min(1.0, s.sweep_interval_seconds))
+                               timeout=s.twilio_timeout_seconds, interval=min(1.0, s.sweep_interval_seconds),
+                               transcription_wait=s.twilio_transcription_wait_seconds,
+                               missed_grace=s.twilio_missed_call_grace_seconds)
         return start_fetcher(fetcher)
 
     def identities(self) -> Identities:
@@ -146,6 +149,10 @@ class TwilioAdapter(Adapter):
         if found is not None and found.tzinfo is None:
             found = found.replace(tzinfo=UTC)
         return found
+
+    def reply_channel(self, envelope: Envelope) -> str:
+        # A caller is answered by text message: the number they called from can receive one.
+        return Channel.SMS if envelope.channel == Channel.VOICE else envelope.channel
 
     def acknowledgement(self, *, ref: str, customer_name: str, subject: str) -> tuple[str, str]:
         # A text message: short, no email phrasing; the customer just writes again to add more.

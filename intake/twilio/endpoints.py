@@ -14,12 +14,14 @@ the workers, so the answer comes back in milliseconds, far inside Twilio's 15 s.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -34,6 +36,14 @@ from intake.twilio.numbers import parse_address
 from intake.twilio.parse import STATUS_STATES
 from intake.twilio.settings import number_specs
 from intake.twilio.stored import FORMAT, StoredRequest
+from intake.twilio.voice import (
+    ENDED,
+    RECORDING,
+    TRANSCRIPTION,
+    greeting_twiml,
+    hangup_twiml,
+    record_part,
+)
 
 __all__ = ["TwilioEndpoints", "public_base"]
 
@@ -84,6 +94,11 @@ class TwilioEndpoints:
         router = APIRouter(tags=["twilio"])
         router.add_api_route("/intake/twilio/messages", self.messages, methods=["POST"])
         router.add_api_route("/intake/twilio/status", self.status, methods=["POST"])
+        router.add_api_route("/intake/twilio/voice", self.voice, methods=["POST"])
+        router.add_api_route("/intake/twilio/voice/recorded", self.voice_recorded, methods=["POST"])
+        router.add_api_route("/intake/twilio/voice/recording", self.voice_recording, methods=["POST"])
+        router.add_api_route("/intake/twilio/voice/transcription", self.voice_transcription, methods=["POST"])
+        router.add_api_route("/intake/twilio/voice/status", self.voice_status, methods=["POST"])
         return router
 
     # --- the checks every request passes ----------------------------------------------------
@@ -191,3 +206,89 @@ class TwilioEndpoints:
                 ).first() is not None
         except Exception as exc:  # the store is down: let Twilio retry rather than drop it
             raise IntakeUnavailable(f"cannot look up the outbox: {exc}") from exc
+
+    # --- voice ---------------------------------------------------------------------------------
+    async def voice(self, request: Request) -> Response:
+        """An incoming call: the greeting and the voicemail recording (nothing stored yet)."""
+        verified = await self._verified(request)
+        if isinstance(verified, Response):
+            return verified
+        _url, pairs = verified
+        params = dict(pairs)
+        s = self.ctx.settings
+        greeting = s.twilio_voice_greeting
+        try:
+            number = parse_address(params.get("To", "")).number
+            caller = parse_address(params.get("From", "")).number
+        except ValueError:
+            # An anonymous or withheld caller cannot be answered or threaded: say so, take nothing.
+            return Response(_say_and_hang_up("Sorry, we cannot take messages from withheld numbers."),
+                            media_type="application/xml")
+        spec = number_specs(self.ctx.section).get(number)
+        if spec is not None and spec.greeting:
+            greeting = spec.greeting
+        twiml = greeting_twiml(self.base, greeting=greeting, max_length=s.twilio_voice_max_length_seconds,
+                               caller=caller, number=number)
+        return Response(twiml, media_type="application/xml")
+
+    async def _part(self, request: Request, bit: int, part: Callable[[dict[str, str]], dict[str, Any]],
+                    answer: str, only_if: Callable[[dict[str, str]], bool] | None = None) -> Response:
+        verified = await self._verified(request)
+        if isinstance(verified, Response):
+            return verified
+        _url, pairs = verified
+        params = dict(pairs)
+        if only_if is not None and not only_if(params):
+            return Response(answer, media_type="application/xml")
+        call_sid = params.get("CallSid", "")
+        if not call_sid:
+            return _text(400, "A Twilio call callback names its CallSid; this one has none.")
+        values = {"call_sid": call_sid, "from": request.query_params.get("from") or params.get("From", ""),
+                  "to": request.query_params.get("to") or params.get("To", ""), **part(params)}
+        try:
+            await run_in_threadpool(record_part, self.ctx.db, self.ctx.blobs, call_sid, bit, values)
+        except (SQLAlchemyError, OSError) as exc:  # the store is down: Twilio should try again
+            log.error("twilio: could not record a callback of call %s: %s", call_sid, exc)
+            return Response("Temporarily unable to record the call; please retry.\n", status_code=503,
+                            headers={"Retry-After": "30"}, media_type="text/plain")
+        return Response(answer, media_type="application/xml")
+
+    async def voice_recorded(self, request: Request) -> Response:
+        """The <Record> ended (the caller hung up or pressed a key): end the call."""
+        def part(p: dict[str, str]) -> dict[str, Any]:
+            return {"call_status": p.get("CallStatus", "completed")}
+
+        return await self._part(request, ENDED, part, hangup_twiml())
+
+    async def voice_recording(self, request: Request) -> Response:
+        def part(p: dict[str, str]) -> dict[str, Any]:
+            return {"recording_url": p.get("RecordingUrl", ""), "recording_sid": p.get("RecordingSid", ""),
+                    "recording_duration": p.get("RecordingDuration", "")}
+
+        return await self._part(request, RECORDING, part, _EMPTY_TWIML)
+
+    async def voice_transcription(self, request: Request) -> Response:
+        def part(p: dict[str, str]) -> dict[str, Any]:
+            return {"transcription_text": p.get("TranscriptionText", ""),
+                    "transcription_status": p.get("TranscriptionStatus", "")}
+
+        return await self._part(request, TRANSCRIPTION, part, _EMPTY_TWIML)
+
+    async def voice_status(self, request: Request) -> Response:
+        """The call status callback (configure it on the number): the call is over."""
+        def part(p: dict[str, str]) -> dict[str, Any]:
+            return {"call_status": p.get("CallStatus", "")}
+
+        def over(p: dict[str, str]) -> bool:  # ringing, in-progress: not over yet
+            return p.get("CallStatus", "") in ("completed", "busy", "no-answer", "canceled", "failed")
+
+        return await self._part(request, ENDED, part, _EMPTY_TWIML, only_if=over)
+
+
+def _say_and_hang_up(text: str) -> str:
+    from twilio.twiml.voice_response import VoiceResponse
+
+    response = VoiceResponse()
+    response.say(text)
+    response.hangup()
+    return str(response)

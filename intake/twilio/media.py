@@ -41,7 +41,7 @@ _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "ima
                "application/pdf": "pdf", "text/vcard": "vcf", "text/plain": "txt"}
 
 
-class _Permanent(Exception):
+class _Permanent(ValueError):
     """This file will never be had: say so on the ticket rather than retry for ever."""
 
 
@@ -58,6 +58,8 @@ class MediaFetcher:
     max_bytes: int = 16 * 1024 * 1024
     timeout: float = 15.0
     interval: float = 1.0
+    transcription_wait: float = 300.0
+    missed_grace: float = 60.0
     _session: requests.Session = field(default_factory=requests.Session)
 
     def due(self) -> list[Any]:
@@ -142,12 +144,20 @@ class MediaFetcher:
         name = f"media-{index + 1}.{_EXTENSIONS.get(kind, 'bin')}"
         return AttachmentRef(sha256=sha, size=len(data), content_type=kind, filename=name)
 
+    def finish_calls(self) -> int:
+        """Voicemails and missed calls that are complete (``intake.twilio.voice``)."""
+        from intake.twilio.voice import finish_calls
+
+        return finish_calls(self.db, self.blobs, self.ingest, self._fetch,
+                            transcription_wait=self.transcription_wait, missed_grace=self.missed_grace)
+
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            try:
-                self.run_once()
-            except Exception:  # a bad pass must not end the runner; the rows stay due
-                log.exception("twilio media: a pass failed")
+            for one_pass in (self.run_once, self.finish_calls):
+                try:
+                    one_pass()
+                except Exception:  # a bad pass must not end the runner; the work stays due
+                    log.exception("twilio media: a pass failed")
             stop.wait(self.interval)
 
 

@@ -63,6 +63,8 @@ def parse_payload(payload: Payload) -> Envelope:
         return _status(payload, stored)
     if stored.endpoint == "media":
         return _media_message(payload, stored)
+    if stored.endpoint in ("voicemail", "missed-call"):
+        return _call(payload, stored)
     return _message(payload, stored)
 
 
@@ -161,6 +163,50 @@ def _media_message(payload: Payload, stored: StoredRequest) -> Envelope:
         )
     except ValidationError as exc:
         raise UnparseableMessage(f"the Twilio media payload does not make an envelope: {exc}") from None
+
+
+def _call(payload: Payload, stored: StoredRequest) -> Envelope:
+    """A call's joined callbacks: a voicemail (recording + transcript) or a missed call."""
+    sid = stored.param("call_sid")
+    if not sid:
+        raise UnparseableMessage("the Twilio call has no CallSid")
+    caller, business = _address(stored, "from"), _address(stored, "to")
+    if stored.endpoint == "voicemail":
+        seconds = stored.param("recording_duration") or "?"
+        transcript = stored.param("transcription_text").strip()
+        status = stored.param("transcription_status")
+        if transcript:
+            text = f"Voicemail ({seconds} s):\n{transcript}"
+        else:
+            why = "the transcription failed" if status == "failed" else "no transcription arrived"
+            text = f"Voicemail ({seconds} s); {why}: listen to the recording."
+        text += "".join(f"\nThe recording could not be downloaded: {p}" for p in stored.media_errors)
+        subject = _subject(transcript) or "Voicemail"
+    else:
+        how = stored.param("call_status") or "ended"
+        text = f"Missed call from {caller.number} ({how}; no message left)."
+        subject = "Missed call"
+    us = Party(address=business.number, name=stored.number_name, kind=PartyKind.PHONE)
+    try:
+        return Envelope(
+            channel="voice",
+            external_id=sid,
+            received_at=payload.received_at,
+            sender=Party(address=caller.number, kind=PartyKind.PHONE),
+            business=us,
+            recipients=(us,),
+            subject=subject,
+            text=text,
+            full_text=text,
+            attachments=stored.media,
+            thread_keys=(ThreadKey(key=conversation_key(caller.number, business.number), via="conversation",
+                                   conversation=True),),
+            headers={"x-twilio-number": business.number, "x-twilio-channel": "voice",
+                     "x-twilio-call": stored.endpoint},
+            details=TwilioDetails(message_sid=sid, status=stored.param("call_status")).dump(),
+        )
+    except ValidationError as exc:
+        raise UnparseableMessage(f"the Twilio call does not make an envelope: {exc}") from None
 
 
 def _status(payload: Payload, stored: StoredRequest) -> Envelope:

@@ -52,6 +52,8 @@ class NumberSpec(_Strict):
     channels: list[Literal["sms", "whatsapp"]] = ["sms", "whatsapp"]
     queue: Annotated[str | None, Field(pattern=_QUEUE, max_length=64)] = None
     whatsapp_template: WhatsAppTemplate | None = None
+    # Said to callers before the voicemail tone (default: OMNIDESK_TWILIO_VOICE_GREETING).
+    greeting: Annotated[str | None, Field(min_length=1, max_length=1000)] = None
 
     @field_validator("number")
     @classmethod

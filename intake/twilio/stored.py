@@ -28,7 +28,8 @@ class _Frozen(BaseModel):
 class StoredRequest(_Frozen):
     format: Literal["omnidesk.twilio/1"] = FORMAT
     # "media": not a webhook but the media of a stored message, downloaded by the media runner.
-    endpoint: Literal["messages", "status", "media"]
+    # "voicemail" / "missed-call": a call's callbacks joined by the runner (``intake.twilio.voice``).
+    endpoint: Literal["messages", "status", "media", "voicemail", "missed-call"]
     url: Annotated[str, Field(max_length=4000)]
     params: tuple[tuple[str, str], ...]
     # The configured number's queue hint, when the number has one (``header.x-twilio-queue``).

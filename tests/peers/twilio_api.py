@@ -71,6 +71,12 @@ class FakeTwilio:
         self.media[path] = (content_type, data)
         return "https://api.twilio.com" + path
 
+    def add_recording(self, data: bytes) -> str:
+        """Serve a voicemail recording; returns its RecordingUrl (Twilio adds .mp3 for MP3)."""
+        path = f"/2010-04-01/Accounts/{self.account_sid}/Recordings/RE{uuid.uuid4().hex}"
+        self.media[path + ".mp3"] = ("audio/mpeg", data)
+        return "https://api.twilio.com" + path
+
     def created(self) -> list[Recorded]:
         return [r for r in self.requests if r.method == "POST"]
 
@@ -124,7 +130,7 @@ class FakeTwilio:
         auth = h._auth()
         with self._lock:
             self.requests.append(Recorded(method, path, form, auth))
-        if method == "GET" and "/Media/" in path:
+        if method == "GET" and ("/Media/" in path or "/Recordings/" in path):
             if auth != (self.account_sid, self.auth_token):
                 return h._error(401, 20003, "Authenticate")
             if path not in self.media:
