@@ -94,7 +94,8 @@ def outbox(desk: AgentDesk) -> list[Any]:
 
 def wait_sent(desk: AgentDesk, twilio_api: FakeTwilio, count: int) -> list[Any]:
     desk.wait_until(lambda: len(twilio_api.messages) >= count, 30, f"{count} messages at Twilio")
-    desk.wait_until(lambda: sum(r.state == "sent" for r in outbox(desk)) >= count, 30, "the outbox rows sent")
+    left = ("sent", "delivered", "read")
+    desk.wait_until(lambda: sum(r.state in left for r in outbox(desk)) >= count, 30, "the outbox rows sent")
     return twilio_api.created()
 
 
@@ -416,3 +417,37 @@ def test_the_twilio_section_of_the_channels_file_is_strict_with_positions() -> N
     assert "channels.yaml:4:" in text and "duplicate number +14155550100 (first listed on line 3)" in text
     assert "channels.yaml:5:" in text and "international form" in text
     assert "channels.yaml:7:" in text and "unknown key 'chanels'" in text and "did you mean" in text.lower()
+
+
+def test_a_whatsapp_reply_counts_the_window_from_the_customer_s_message_not_a_status_callback(
+    desk: AgentDesk, twilio_api: FakeTwilio
+) -> None:
+    from sqlalchemy import update
+
+    from tickets.models import TicketMessage
+
+    assert post(desk, sms("where is my parcel?", whatsapp=True)).status_code == 200
+    wait_sent(desk, twilio_api, 1)
+    (row,) = outbox(desk)
+    assert _status(desk, row, "read").status_code == 200  # now the ticket's latest inbound entry
+    desk.wait_until(lambda: outbox(desk)[0].state == "read", 30, "the row read")
+    desk.wait_routed()
+    (ticket,) = desk.tickets()
+    token = desk.agent("Ana Agent", "ana.agent@example.com")
+    with desk.client(token) as client:
+        assert client.post(f"/api/tickets/{ticket['ref']}/replies", json={"text": "On its way!"}).is_success
+    sent = wait_sent(desk, twilio_api, 2)
+    assert sent[1].form["Body"] == "On its way!" and sent[1].form["To"] == "whatsapp:+491710000000"
+    # The customer's message 25 hours old: WhatsApp would refuse free text, so nothing is sent
+    # (no template configured) and the ticket says why.
+    with desk.app.db.write() as session:
+        session.execute(update(TicketMessage).where(TicketMessage.message_id.not_like("%:%"),
+                                                    TicketMessage.direction == "inbound")
+                        .values(created_at=datetime.now(UTC) - timedelta(hours=25)))
+    with desk.client(token) as client:
+        assert client.post(f"/api/tickets/{ticket['ref']}/replies", json={"text": "Hello again"}).is_success
+    desk.wait_until(lambda: outbox(desk)[-1].state == "failed", 30, "the reply refused")
+    assert "whatsapp_template" in (outbox(desk)[-1].last_error or "")
+    assert len(twilio_api.messages) == 2
+    events = [m["text"] for m in desk.ticket(ticket["ref"])["messages"] if m["direction"] == "event"]
+    assert any("WhatsApp window closed" in t for t in events)
