@@ -163,6 +163,43 @@ class Settings(BaseSettings):
         8, ge=1, description="Delivery attempts before an outbound message is marked failed."
     )
 
+    # --- Twilio (SMS, WhatsApp, voice) -----------------------------------------------------
+    twilio_account_sid: str = Field(
+        "", description="Twilio account SID (AC...). With the auth token set, every number of the "
+        "account is served with defaults; the channels file's twilio: section refines them.",
+    )
+    twilio_auth_token: SecretStr = Field(
+        SecretStr(""), description="Twilio auth token: signs webhooks (X-Twilio-Signature) and "
+        "logs in to the REST API. Empty: the Twilio endpoints refuse every request.",
+    )
+    twilio_api_base: str = Field(
+        "https://api.twilio.com", description="Base URL of Twilio's REST API (a proxy or a local "
+        "test server instead of Twilio's own).",
+    )
+    twilio_media_max_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest photo or file of an inbound MMS or WhatsApp "
+        "message that is downloaded; a larger one is named on the ticket instead.",
+    )
+    twilio_voice_greeting: str = Field(
+        "Thank you for calling. Please leave a message after the tone, and we will get back to you "
+        "as soon as possible.", min_length=1, description="What callers hear before the voicemail tone "
+        "(a number's greeting in the channels file wins).",
+    )
+    twilio_voice_max_length_seconds: int = Field(
+        120, ge=5, le=3600, description="Longest voicemail recorded, in seconds.",
+    )
+    twilio_transcription_wait_seconds: float = Field(
+        300, ge=0, description="How long a voicemail waits for Twilio's transcription before it goes "
+        "on the ticket without one.",
+    )
+    twilio_missed_call_grace_seconds: float = Field(
+        60, ge=0, description="After a call ends without a recording, how long to wait for a late "
+        "recording callback before the call counts as missed.",
+    )
+    twilio_timeout_seconds: float = Field(
+        15, gt=0, description="Timeout of one request to Twilio's REST API; a timeout is retried.",
+    )
+
     # --- tickets and routing -------------------------------------------------------------
     ticket_prefix: str = Field(
         "OD", pattern=r"^[A-Z][A-Z0-9]{0,9}$", description="Prefix of ticket numbers (OD-1042)."
@@ -249,6 +286,22 @@ class Settings(BaseSettings):
             raise ValueError("must be an amqp:// or amqps:// URL")
         return value
 
+    @field_validator("twilio_api_base")
+    @classmethod
+    def _check_twilio_base(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.path not in ("", "/"):
+            raise ValueError("must be a base URL such as https://api.twilio.com (scheme and host, no path)")
+        return value.strip().rstrip("/")
+
+    @field_validator("twilio_account_sid")
+    @classmethod
+    def _check_twilio_sid(cls, value: str) -> str:
+        value = value.strip()
+        if value and not (value.startswith("AC") and len(value) == 34):
+            raise ValueError("must be an account SID: AC followed by 32 characters, as in the Twilio console")
+        return value
+
     @field_validator("outbound_smtp_url")
     @classmethod
     def _check_outbound(cls, value: SecretStr) -> SecretStr:
@@ -260,7 +313,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _one_broker(self) -> "Settings":
+    def _one_broker(self) -> Settings:
         if self.redis_url and self.broker_url:
             raise ValueError("set OMNIDESK_REDIS_URL or OMNIDESK_BROKER_URL, not both")
         return self
@@ -290,7 +343,10 @@ class Settings(BaseSettings):
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr):
-                value = _mask_url(value.get_secret_value())
+                # A URL keeps its host (useful in logs) with the password masked; any other
+                # secret (a token, a signing key) is masked whole.
+                raw = value.get_secret_value()
+                value = _mask_url(raw) if "://" in raw else ("***" if raw else "")
             elif isinstance(value, str) and "://" in value:
                 value = _mask_url(value)
             out[name] = value

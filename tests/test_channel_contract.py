@@ -8,7 +8,8 @@ For every edge, on SQLite and on PostgreSQL:
 - unparseable input is quarantined with its raw payload and the quarantine replay routes it after
   the cause is fixed;
 - the acknowledgement leaves only after the commit, through the channel's composer (an email for
-  the web form's submitter), and the customer's email reply continues the same ticket;
+  the web form's submitter, a text message through the local Twilio server for SMS and WhatsApp),
+  and the customer's answer on that channel continues the same ticket;
 - ``route explain`` on the stored payload gives the decision routing recorded.
 
 IMAP runs the same checks in ``tests/test_imap.py`` against Dovecot (it needs its own server).
@@ -38,6 +39,16 @@ from tests.pipeline import Pipeline, make_mail
 
 # --- the edges ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class Ack:
+    """An acknowledgement as the customer received it, whatever carried it."""
+
+    channel: str
+    to: str
+    text: str
+    raw: Any
+
+
+@dataclass(frozen=True)
 class Edge:
     name: str
     components: tuple[str, ...]
@@ -46,6 +57,15 @@ class Edge:
     deliver: Callable[[Pipeline, str], bool]
     # A payload the channel's parser refuses (quarantined, not refused).
     deliver_garbage: Callable[[Pipeline], None]
+    # What the customer has received so far (after waiting for at least ``count``).
+    acks: Callable[[Pipeline, int], list[Ack]] = lambda p, count: _mail_acks(p, count)
+    # The customer answers an acknowledgement the way that channel answers.
+    answer: Callable[[Pipeline, Ack], None] = lambda p, ack: _mail_answer(p, ack)
+    ticket_channel: str = "email"
+    contact: str = "ana@customer.test"
+    ack_channel: str = "email"
+    # How the answer finds the ticket (the decision's thread.via).
+    answer_via: str = "in-reply-to"
 
 
 def _smtp_deliver(p: Pipeline, token: str) -> bool:
@@ -97,9 +117,91 @@ def _form_garbage(p: Pipeline) -> None:
     assert accepted.quarantined
 
 
+def _mail_acks(p: Pipeline, count: int) -> list[Ack]:
+    sink: SmtpSink = p.peers["smtp"]  # type: ignore[attr-defined]
+    mails = sink.wait_for(count)
+    return [Ack("email", m.message["To"].addresses[0].addr_spec, str(m.message["Subject"]), m.message)
+            for m in mails]
+
+
+def _mail_answer(p: Pipeline, ack: Ack) -> None:
+    mail = ack.raw
+    reply = make_mail(subject=f"Re: {mail['Subject']}", body="Here is a photo of the box.",
+                      in_reply_to=mail["Message-ID"], references=[mail["Message-ID"]])
+    with smtplib.SMTP(p.settings.smtp_host, p.settings.smtp_port, timeout=30) as client:
+        client.send_message(reply)
+
+
+# --- Twilio (SMS, WhatsApp) ----------------------------------------------------------------------
+_CUSTOMER_PHONE = "+491710000000"
+_OUR_NUMBER = "+4915700000000"
+
+
+def _twilio_message(p: Pipeline, sid: str, body: str, *, whatsapp: bool) -> Any:
+    from tests.peers.twilio_api import post_webhook
+
+    prefix = "whatsapp:" if whatsapp else ""
+    params = {"MessageSid": sid, "SmsMessageSid": sid, "AccountSid": p.settings.twilio_account_sid,
+              "From": prefix + _CUSTOMER_PHONE, "To": prefix + _OUR_NUMBER, "Body": body, "NumMedia": "0",
+              "ApiVersion": "2010-04-01"}
+    if whatsapp:
+        params.update({"ProfileName": "Ana Customer", "WaId": _CUSTOMER_PHONE.lstrip("+")})
+    base = f"http://{p.settings.http_host}:{p.settings.http_port}"
+    return post_webhook(base, "/intake/twilio/messages", params,
+                        p.settings.twilio_auth_token.get_secret_value())
+
+
+def _twilio_deliver(whatsapp: bool) -> Callable[[Pipeline, str], bool]:
+    def deliver(p: Pipeline, token: str) -> bool:
+        # The token makes the MessageSid: the same token is Twilio retrying the same webhook.
+        sid = "SM" + uuid.uuid5(uuid.NAMESPACE_URL, token).hex
+        response = _twilio_message(p, sid, f"Order {token} never arrived", whatsapp=whatsapp)
+        if response.status_code == 503:
+            assert "retry" in response.text.lower()
+            return False
+        assert response.status_code == 200, response.text
+        return True
+
+    return deliver
+
+
+def _twilio_garbage(p: Pipeline) -> None:
+    # Signed, but no number in From: stored (Twilio must not retry it) and quarantined.
+    from tests.peers.twilio_api import post_webhook
+
+    base = f"http://{p.settings.http_host}:{p.settings.http_port}"
+    params = {"MessageSid": "SM" + uuid.uuid4().hex, "From": "", "To": _OUR_NUMBER, "Body": "hello"}
+    response = post_webhook(base, "/intake/twilio/messages", params, p.settings.twilio_auth_token.get_secret_value())
+    assert response.status_code == 200
+
+
+def _twilio_acks(p: Pipeline, count: int) -> list[Ack]:
+    from tests.peers.twilio_api import FakeTwilio
+
+    api: FakeTwilio = p.peers["twilio"]  # type: ignore[attr-defined]
+    p.wait_until(lambda: len(api.messages) >= count, 30, f"{count} messages at Twilio")
+    return [Ack("whatsapp" if m["to"].startswith("whatsapp:") else "sms", m["to"].removeprefix("whatsapp:"),
+                m["body"], m) for m in api.messages]
+
+
+def _twilio_answer(p: Pipeline, ack: Ack) -> None:
+    response = _twilio_message(p, "SM" + uuid.uuid4().hex, "Here is a photo of the box.",
+                               whatsapp=ack.channel == "whatsapp")
+    assert response.status_code == 200
+
+
+def _twilio_edge(name: str, whatsapp: bool) -> Edge:
+    channel = "whatsapp" if whatsapp else "sms"
+    return Edge(name, ("worker", "sweeper", "web"), _twilio_deliver(whatsapp), _twilio_garbage,
+                acks=_twilio_acks, answer=_twilio_answer, ticket_channel=channel, contact=_CUSTOMER_PHONE,
+                ack_channel=channel, answer_via="conversation")
+
+
 EDGES = [
     Edge("smtp", ("worker", "sweeper", "smtp"), _smtp_deliver, _smtp_garbage),
-    Edge("form", ("worker", "sweeper", "web", "smtp"), _form_deliver, _form_garbage),
+    Edge("form", ("worker", "sweeper", "web", "smtp"), _form_deliver, _form_garbage, ticket_channel="webform"),
+    _twilio_edge("sms", whatsapp=False),
+    _twilio_edge("whatsapp", whatsapp=True),
 ]
 
 
@@ -119,11 +221,34 @@ def pipeline(
 ) -> Iterator[Pipeline]:
     overrides: dict[str, Any] = {"outbound_smtp_url": smtp_sink.url, "sweep_interval_seconds": 0.5,
                                  "sweep_grace_seconds": 1.0, "form_rate_limit_per_minute": 0}
+    peers: dict[str, Any] = {"smtp": smtp_sink}
+    if edge.ack_channel in ("sms", "whatsapp"):
+        from tests.peers.twilio_api import FakeTwilio
+
+        api = FakeTwilio(account_sid="AC" + "c0" * 16, auth_token="contract-token").start()
+        request.addfinalizer(api.stop)
+        peers["twilio"] = api
+        overrides.update(twilio_account_sid=api.account_sid, twilio_auth_token=api.auth_token,
+                         twilio_api_base=api.url, http_host="127.0.0.1")
     if store == "postgresql":
         overrides["database_url"] = request.getfixturevalue("postgres_url")
-    p = Pipeline(make_settings(**overrides)).start(edge.components)
+    p = Pipeline(make_settings(**overrides))
+    p.peers = peers  # type: ignore[attr-defined]
+    p.start(edge.components)
+    if "web" in edge.components:
+        _wait_serving(p)
     yield p
     p.stop()
+
+
+def _wait_serving(p: Pipeline) -> None:
+    def up() -> bool:
+        try:
+            return httpx.get(f"http://{p.settings.http_host}:{p.settings.http_port}/healthz", timeout=1).is_success
+        except httpx.HTTPError:
+            return False
+
+    p.wait_until(up, 15, "the HTTP server")
 
 
 def _inbound(p: Pipeline) -> list[dict[str, Any]]:
@@ -136,10 +261,10 @@ def test_a_duplicate_delivery_is_one_ticket_message(pipeline: Pipeline, edge: Ed
     assert edge.deliver(pipeline, token)
     assert edge.deliver(pipeline, token)  # the source retried after losing our answer
     pipeline.wait_routed()
-    smtp_sink.wait_for(1)
+    edge.acks(pipeline, 1)
     assert len(pipeline.tickets()) == 1
     assert len(_inbound(pipeline)) == 1
-    assert len(smtp_sink.received) == 1  # one acknowledgement
+    assert len(edge.acks(pipeline, 1)) == 1  # one acknowledgement
 
 
 def test_store_unavailable_is_a_temporary_failure_and_nothing_is_lost(
@@ -153,7 +278,7 @@ def test_store_unavailable_is_a_temporary_failure_and_nothing_is_lost(
         _rename_table(pipeline, "intake_away", "intake")
     assert pipeline.tickets() == []  # nothing half-written
     assert edge.deliver(pipeline, token)  # the source retries later
-    smtp_sink.wait_for(1)
+    edge.acks(pipeline, 1)
     assert len(pipeline.tickets()) == 1
 
 
@@ -175,33 +300,33 @@ def test_unparseable_input_is_quarantined_and_replays(pipeline: Pipeline, edge: 
     assert len(pipeline.tickets()) == 1
 
 
-def test_acknowledgement_after_commit_and_the_email_reply_threads(
-    pipeline: Pipeline, edge: Edge, smtp_sink: SmtpSink
+def test_acknowledgement_after_commit_and_the_customer_s_answer_threads(
+    pipeline: Pipeline, edge: Edge
 ) -> None:
     token = uuid.uuid4().hex[:12]
     assert edge.deliver(pipeline, token)
-    ack = smtp_sink.wait_for(1)[0].message
+    (ack,) = edge.acks(pipeline, 1)
     (ticket,) = pipeline.tickets()
     ref = ticket["ref"]
-    assert ticket["channel"] == ("email" if edge.name != "form" else "webform")
-    assert ticket["contact"] == "ana@customer.test"  # the form's contact is the email identity
-    assert ack["Subject"] == f"[{ref}] Re: Order {token} never arrived"
-    assert ack["To"].addresses[0].addr_spec == "ana@customer.test"
-    assert ack["Auto-Submitted"] == "auto-replied"
-    # The acknowledgement is on the timeline, composed by the email channel.
+    assert ticket["channel"] == edge.ticket_channel
+    assert ticket["contact"] == edge.contact  # the form's contact is the email identity
+    assert ack.channel == edge.ack_channel and ack.to == edge.contact
+    if ack.channel == "email":
+        assert ack.raw["Subject"] == f"[{ref}] Re: Order {token} never arrived"
+        assert ack.raw["Auto-Submitted"] == "auto-replied"
+    else:
+        assert ref in ack.text
+    # The acknowledgement is on the timeline, composed by the channel that carried it.
     shown = pipeline.ticket(ref)
     assert [m["direction"] for m in shown["messages"]] == ["inbound", "outbound"]
-    assert shown["messages"][1]["channel"] == "email"
+    assert shown["messages"][1]["channel"] == edge.ack_channel
 
-    # The customer answers the acknowledgement by email: the same ticket, whatever the channel.
-    reply = make_mail(subject=f"Re: {ack['Subject']}", body="Here is a photo of the box.",
-                      in_reply_to=ack["Message-ID"], references=[ack["Message-ID"]])
-    with smtplib.SMTP(pipeline.settings.smtp_host, pipeline.settings.smtp_port, timeout=30) as client:
-        client.send_message(reply)
+    # The customer answers the acknowledgement: the same ticket, whatever the channel.
+    edge.answer(pipeline, ack)
     pipeline.wait_for_messages(3)
     shown = pipeline.ticket(ref)
     assert [m["direction"] for m in shown["messages"]] == ["inbound", "outbound", "inbound"]
-    assert shown["messages"][2]["decision"]["thread"]["via"] == "in-reply-to"
+    assert shown["messages"][2]["decision"]["thread"]["via"] == edge.answer_via
     assert len(pipeline.tickets()) == 1
 
 
@@ -211,7 +336,7 @@ def test_explain_on_the_stored_payload_gives_the_routed_decision(
     from tickets.models import IntakeRow
 
     assert edge.deliver(pipeline, uuid.uuid4().hex[:12])
-    smtp_sink.wait_for(1)
+    edge.acks(pipeline, 1)
     (ticket,) = pipeline.tickets()
     routed = pipeline.ticket(ticket["ref"])["messages"][0]["decision"]
     with pipeline.app.db.read() as session:

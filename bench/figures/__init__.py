@@ -12,6 +12,7 @@ the table (which intake path was used, what was capped, ...).
     memory          5. worker RSS at steady state; peak RSS growth on a 25 MB attachment
     parse_ceiling   6. stdlib email parsing per core, and Omnidesk's parse_email per core
     http_intake     7. HTTP intake under load: the web form as JSON, 2xx latency, -> ticket committed
+    twilio_load     8. signed Twilio webhooks under load: 200 latency, commit, bursts on one ticket
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ __all__ = ["FIGURES", "Context", "Figure", "check", "med", "row"]
 
 # The numbers in the table are the positions here: a new figure goes at the end.
 FIGURES = ("ingest", "smtp_load", "rules", "thread_lookup", "memory", "parse_ceiling",
-           "http_intake")
+           "http_intake", "twilio_load")
 
 
 @dataclass
