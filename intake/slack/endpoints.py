@@ -1,0 +1,119 @@
+"""The HTTP side of Slack: ``POST /intake/slack/events`` (and the agents' interactivity endpoint).
+
+Every request is checked first: the v0 signature over ``v0:{timestamp}:{body}`` with the signing
+secret, and a timestamp at most 5 minutes off (``slack_sdk.signature.SignatureVerifier``): a
+forged or replayed request is a ``401`` and changes nothing.
+
+A customer's message is answered only after the intake log committed it (``200``), or ``503``
+when it could not be stored, so Slack retries (it does, up to 3 times, with ``X-Slack-Retry-Num``).
+A retry carries the same ``event_id``, the intake log's idempotency key for Slack: it is
+acknowledged and dropped. The work (routing, the acknowledgement, the queue channel's post)
+happens in workers, well inside Slack's 3 seconds for the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter
+from slack_sdk.signature import SignatureVerifier
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from intake.adapter import AdapterContext, Payload
+from intake.envelope import Channel
+from intake.errors import IntakeUnavailable, UnparseableMessage
+from intake.slack.api import UserDirectory, web_client
+from intake.slack.events import classify, load_body
+from intake.slack.settings import SlackSection
+
+__all__ = ["SlackEndpoints"]
+
+log = logging.getLogger(__name__)
+
+# Slack's event bodies are a few kB; a request far beyond that is not Slack.
+MAX_BODY_BYTES = 1024 * 1024
+STALE_SECONDS = 300
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": code, "message": message}, status_code=status, headers=headers)
+
+
+class SlackEndpoints:
+    def __init__(self, ctx: AdapterContext) -> None:
+        self.ctx = ctx
+        section = ctx.section
+        self.section: SlackSection = section if isinstance(section, SlackSection) else SlackSection()
+        secret = ctx.settings.slack_signing_secret.get_secret_value()
+        self.verifier = SignatureVerifier(secret) if secret else None
+        # A short timeout: users.info is asked on the way to the answer Slack waits 3 s for.
+        self.users = UserDirectory(web_client(ctx.settings, timeout=2))
+
+    def router(self) -> APIRouter:
+        router = APIRouter(tags=["slack"])
+        router.add_api_route("/intake/slack/events", self.events, methods=["POST"])
+        return router
+
+    async def _verified_body(self, request: Request) -> bytes | Response:
+        if self.verifier is None:
+            return _error(503, "not_configured", "Slack intake is not configured: set "
+                          "OMNIDESK_SLACK_SIGNING_SECRET to the app's signing secret and restart.")
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return _error(413, "too_large", f"a Slack request is at most {MAX_BODY_BYTES} bytes")
+        timestamp = request.headers.get("x-slack-request-timestamp", "")
+        signature = request.headers.get("x-slack-signature", "")
+        if not timestamp or not signature:
+            return _error(401, "unsigned", "the request has no X-Slack-Signature / X-Slack-Request-Timestamp")
+        try:
+            age = abs(time.time() - int(timestamp))
+        except ValueError:
+            return _error(401, "bad_timestamp", "X-Slack-Request-Timestamp is not a Unix time")
+        if age > STALE_SECONDS:
+            return _error(401, "stale", "the request is older than 5 minutes (a replay, or this "
+                          "server's clock is off: check NTP)")
+        if not self.verifier.is_valid(body=body, timestamp=timestamp, signature=signature):
+            return _error(401, "bad_signature", "the signature does not match; check "
+                          "OMNIDESK_SLACK_SIGNING_SECRET against the app's Basic Information page")
+        return body
+
+    async def events(self, request: Request) -> Response:
+        received_at = datetime.now(UTC)
+        raw = await self._verified_body(request)
+        if isinstance(raw, Response):
+            return raw
+        meta: dict[str, Any] = {"content_type": request.headers.get("content-type", "application/json")}
+        retry = request.headers.get("x-slack-retry-num")
+        if retry:
+            meta["retry_num"] = retry
+        try:
+            body = load_body(raw)
+        except UnparseableMessage:
+            return await self._store(raw, received_at, meta)  # signed but broken: quarantined
+        verdict = classify(body, self.section)
+        if verdict.action == "url_verification":
+            return JSONResponse({"challenge": verdict.challenge})
+        if verdict.action == "customer":
+            event = body.get("event") or {}
+            user_id = str(event.get("user") or "")
+            user = await run_in_threadpool(self.users.lookup, user_id) if user_id else None
+            if user is not None:
+                meta["user"] = user.as_meta()
+            return await self._store(raw, received_at, meta)
+        return JSONResponse({"ok": True, "ignored": verdict.reason or verdict.action})
+
+    async def _store(self, raw: bytes, received_at: datetime, meta: dict[str, Any]) -> Response:
+        payload = Payload(channel=Channel.SLACK, raw=raw, received_at=received_at, source="slack:events",
+                          meta=meta)
+        try:
+            accepted = await run_in_threadpool(self.ctx.ingest, payload)
+        except (IntakeUnavailable, OSError) as exc:
+            log.warning("slack event not stored, Slack will retry: %s", exc)
+            return _error(503, "unavailable", "the event could not be stored; Slack retries it",
+                          headers={"Retry-After": "5"})
+        return JSONResponse({"ok": True, "intake_id": accepted.intake_id, "duplicate": accepted.duplicate})

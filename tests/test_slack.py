@@ -1,0 +1,196 @@
+"""Slack end to end: signed Events API deliveries in, answers and queue channel posts out.
+
+The web process serves ``/intake/slack/events``; the Slack Web API is ``tests.peers.slack_api``
+(its wire format) with the real slack_sdk client pointed at it; bodies are signed as Slack signs
+them. Workers route and send as in production.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from config.settings import Settings
+from tests.peers.slack_api import BOT_ID, BOT_USER, TOKEN, SlackApi, sign
+from tests.pipeline import Pipeline
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+SUPPORT = "C0SUPPORT1"
+TEAM = "C0TEAMGEN1"
+CUSTOMER = "U0CUST0001"
+AGENT = "U0AGENT001"
+STRANGER = "U0STRANGE1"
+
+
+def event(text: str, *, channel: str = SUPPORT, user: str = CUSTOMER, ts: str | None = None,
+          thread_ts: str | None = None, event_id: str | None = None, channel_type: str = "channel",
+          **extra: Any) -> dict[str, Any]:
+    inner: dict[str, Any] = {"type": "message", "channel": channel, "user": user, "text": text,
+                             "ts": ts or f"{time.time():.6f}", "channel_type": channel_type, **extra}
+    if thread_ts:
+        inner["thread_ts"] = thread_ts
+    return {"token": "x", "team_id": "T0TEST", "api_app_id": "A0TEST", "type": "event_callback",
+            "event_id": event_id or f"Ev{uuid.uuid4().hex[:10].upper()}", "event_time": int(time.time()),
+            "event": inner, "authorizations": [{"team_id": "T0TEST", "user_id": BOT_USER, "is_bot": True}]}
+
+
+def channels_yaml(path: Path, extra: str = "") -> Path:
+    path.write_text(
+        "slack:\n"
+        "  support_channels:\n"
+        f"    - id: {SUPPORT}\n"
+        "      queue: general\n"
+        "  queue_channels:\n"
+        f"    general: {TEAM}\n" + extra,
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def slack_api() -> Iterator[SlackApi]:
+    api = SlackApi(users={CUSTOMER: {"name": "Ana Customer", "email": "ana@customer.test"},
+                          AGENT: {"name": "Bo Agent", "email": "bo@example.com"},
+                          STRANGER: {"name": "Who Knows", "email": "who@elsewhere.test"}}).start()
+    yield api
+    api.stop()
+
+
+@pytest.fixture
+def slack_settings(make_settings: Callable[..., Settings], slack_api: SlackApi, tmp_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "channels_file": channels_yaml(tmp_path / "channels.yaml"),
+            "slack_signing_secret": SECRET, "slack_bot_token": TOKEN, "slack_api_base": slack_api.base,
+            "slack_min_post_interval_seconds": 0.0,
+        }
+        values.update(overrides)
+        return make_settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def desk(slack_settings: Callable[..., Settings]) -> Iterator[Pipeline]:
+    p = Pipeline(slack_settings()).start(("worker", "sweeper", "web"))
+    yield p
+    p.stop()
+
+
+def deliver(p: Pipeline, body: dict[str, Any] | bytes, *, secret: str = SECRET, timestamp: int | None = None,
+            retry: int = 0, path: str = "/intake/slack/events") -> httpx.Response:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = sign(secret, raw, timestamp)
+    if retry:
+        headers.update({"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"})
+    url = f"http://{p.settings.http_host}:{p.settings.http_port}{path}"
+    return httpx.post(url, content=raw, headers=headers, timeout=30)
+
+
+# --- the Events API endpoint ----------------------------------------------------------------------
+def test_url_verification_is_answered_with_the_challenge(desk: Pipeline) -> None:
+    answer = deliver(desk, {"type": "url_verification", "token": "x", "challenge": "3eZbrw1aBm2rZgRNFdxV"})
+    assert answer.status_code == 200 and answer.json() == {"challenge": "3eZbrw1aBm2rZgRNFdxV"}
+
+
+@pytest.mark.parametrize("problem", ["bad", "stale", "unsigned"])
+def test_forged_stale_or_unsigned_requests_are_refused_and_change_nothing(desk: Pipeline, problem: str) -> None:
+    body = json.dumps(event("Hello, my invoice is wrong")).encode()
+    url = f"http://{desk.settings.http_host}:{desk.settings.http_port}/intake/slack/events"
+    if problem == "bad":
+        headers = sign("not-the-secret", body)
+    elif problem == "stale":
+        headers = sign(SECRET, body, int(time.time()) - 301)
+    else:
+        headers = {"Content-Type": "application/json"}
+    answer = httpx.post(url, content=body, headers=headers, timeout=30)
+    assert answer.status_code == 401
+    assert answer.json()["message"]
+    time.sleep(0.5)
+    assert desk.tickets() == []
+
+
+def test_a_message_becomes_a_ticket_and_retries_change_nothing(desk: Pipeline, slack_api: SlackApi) -> None:
+    body = event("Hello, my invoice is wrong", ts="1700000001.000100")
+    first = deliver(desk, body)
+    assert first.status_code == 200, first.text
+    for attempt in (1, 2, 3):  # Slack's retry pattern: same event_id, X-Slack-Retry-Num
+        again = deliver(desk, body, retry=attempt)
+        assert again.status_code == 200 and again.json()["duplicate"] is True
+    desk.wait_routed()
+    (ticket,) = desk.tickets()
+    assert ticket["channel"] == "slack" and ticket["contact"] == CUSTOMER
+    shown = desk.ticket(ticket["ref"])
+    assert len([m for m in shown["messages"] if m["direction"] == "inbound"]) == 1
+    # The acknowledgement goes into the customer's thread, once.
+    (ack,) = slack_api.wait_posts(1, channel=SUPPORT)
+    assert ack.args["thread_ts"] == "1700000001.000100"
+    assert ticket["ref"] in ack.args["text"]
+    assert ack.args["metadata"]["event_payload"]["ticket"] == ticket["ref"]
+
+
+def test_thread_replies_continue_the_ticket_and_a_new_message_opens_another(
+    desk: Pipeline, slack_api: SlackApi
+) -> None:
+    assert deliver(desk, event("First problem", ts="1700000002.000100")).status_code == 200
+    desk.wait_for_messages(1)
+    assert deliver(desk, event("More detail", ts="1700000002.000200", thread_ts="1700000002.000100")).status_code == 200
+    desk.wait_for_messages(3)  # inbound, ack, inbound
+    (ticket,) = desk.tickets()
+    inbound = [m for m in desk.ticket(ticket["ref"])["messages"] if m["direction"] == "inbound"]
+    assert [m["text"] for m in inbound] == ["First problem", "More detail"]
+    assert inbound[1]["decision"]["thread"]["via"] == "thread_ts"
+    assert deliver(desk, event("Another topic", ts="1700000003.000100")).status_code == 200
+    desk.wait_until(lambda: len(desk.tickets()) == 2, what="a second ticket")
+
+
+def test_dms_to_the_app_are_tickets_and_bots_and_other_channels_are_ignored(
+    desk: Pipeline, slack_api: SlackApi
+) -> None:
+    ignored = [
+        event("I am our own bot", user=BOT_USER, bot_id=BOT_ID),
+        event("another app", user="U0OTHERAPP", bot_id="B0OTHER01"),
+        event("classic bot", subtype="bot_message", user="", bot_id="B0OTHER02"),
+        event("somewhere else", channel="C0RANDOM01"),
+        event("joined", subtype="channel_join"),
+        event("a top-level chat in the team channel", channel=TEAM),
+    ]
+    for body in ignored:
+        answer = deliver(desk, body)
+        assert answer.status_code == 200 and "ignored" in answer.json(), body
+    assert deliver(desk, event("Hi app, help please", channel="D0DIRECT01", channel_type="im")).status_code == 200
+    desk.wait_routed()
+    (ticket,) = desk.tickets()
+    assert ticket["subject"] == "Hi app, help please"
+    (ack,) = slack_api.wait_posts(1, channel="D0DIRECT01")
+    assert ack.args["thread_ts"]
+
+
+def test_a_signed_body_that_is_not_json_is_quarantined(desk: Pipeline) -> None:
+    from tickets.queries import list_quarantine
+
+    assert deliver(desk, b"{not json").status_code == 200
+    with desk.app.db.read() as session:
+        (row,) = list_quarantine(session)
+    assert "not JSON" in row["reason"]
+
+
+def test_the_store_down_is_a_503_and_slacks_retry_succeeds(desk: Pipeline) -> None:
+    from tests.test_channel_contract import _rename_table
+
+    body = event("Anyone there?")
+    _rename_table(desk, "intake", "intake_away")
+    try:
+        assert deliver(desk, body).status_code == 503
+    finally:
+        _rename_table(desk, "intake_away", "intake")
+    assert deliver(desk, body, retry=1).status_code == 200
+    desk.wait_routed()
+    assert len(desk.tickets()) == 1
