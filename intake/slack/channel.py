@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from intake.adapter import AccountCheck, Adapter, AdapterContext, ChannelReport, Payload, PayloadSummary
+from intake.adapter import (
+    AccountCheck,
+    Adapter,
+    AdapterContext,
+    ChannelReport,
+    Payload,
+    PayloadSummary,
+)
 from intake.envelope import Channel, Envelope
 from intake.outbound import Draft, OutboundIntent
 from intake.slack.compose import compose_slack
@@ -66,12 +73,14 @@ class SlackAdapter(Adapter):
         if not s.slack_bot_token.get_secret_value():
             problems.append("OMNIDESK_SLACK_BOT_TOKEN is empty: nothing can be posted")
         if connect and not problems:
+            from slack_sdk.errors import SlackApiError, SlackClientError
+
             from intake.slack.api import web_client
 
             try:
                 who = web_client(s, timeout=int(timeout)).auth_test()
                 detail = f"signed in as {who.get('user')} in {who.get('team')}"
-            except Exception as exc:  # any failure is the one line the check shows
+            except (SlackApiError, SlackClientError, OSError) as exc:
                 problems.append(f"auth.test failed: {exc}; check OMNIDESK_SLACK_BOT_TOKEN and OMNIDESK_SLACK_API_BASE")
         else:
             detail = "not contacted (offline)"
