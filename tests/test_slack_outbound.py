@@ -27,7 +27,7 @@ def slack_api() -> Iterator[SlackApi]:
 def sender(api: SlackApi, *, min_interval: float = 0.0, token: str = TOKEN) -> SlackSender:
     from config.settings import Settings
 
-    settings = Settings(_env_file=None, slack_bot_token=token, slack_api_base=api.base)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, slack_bot_token=token, slack_api_base=api.base)  # type: ignore[call-arg,arg-type]
     return SlackSender(web_client(settings, timeout=5), min_interval=min_interval)
 
 
