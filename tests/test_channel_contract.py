@@ -8,7 +8,8 @@ For every edge, on SQLite and on PostgreSQL:
 - unparseable input is quarantined with its raw payload and the quarantine replay routes it after
   the cause is fixed;
 - the acknowledgement leaves only after the commit, through the channel's composer (an email for
-  the web form's submitter), and the customer's email reply continues the same ticket;
+  the web form's submitter, a post in the customer's thread for Slack), and the customer's answer
+  to it (an email reply, a Slack thread reply) continues the same ticket;
 - ``route explain`` on the stored payload gives the decision routing recorded.
 
 IMAP runs the same checks in ``tests/test_imap.py`` against Dovecot (it needs its own server).
@@ -21,6 +22,7 @@ import smtplib
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,11 +34,50 @@ import psycopg
 import pytest
 
 from config.settings import Settings
+from tests.peers.slack_api import TOKEN as SLACK_TOKEN
+from tests.peers.slack_api import SlackApi
+from tests.peers.slack_api import sign as slack_sign
 from tests.peers.smtp_sink import SmtpSink
 from tests.pipeline import Pipeline, make_mail
 
+SLACK_SECRET = "contract-signing-secret"
+SLACK_DM = "D0CONTRACT"
+
 
 # --- the edges ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Peers:
+    smtp: SmtpSink
+    slack: SlackApi
+
+
+@dataclass(frozen=True)
+class Ack:
+    """An acknowledgement as the customer got it: its text, and what the channel needs to answer it."""
+
+    text: str
+    raw: Any
+
+
+def _mail_acks(p: Pipeline, peers: Peers, count: int) -> list[Ack]:
+    return [Ack("", m.message) for m in peers.smtp.wait_for(count)]
+
+
+def _mail_check(ref: str, ack: Ack, token: str) -> None:
+    mail = ack.raw
+    assert mail["Subject"] == f"[{ref}] Re: Order {token} never arrived"
+    assert mail["To"].addresses[0].addr_spec == "ana@customer.test"
+    assert mail["Auto-Submitted"] == "auto-replied"
+
+
+def _mail_answer(p: Pipeline, ack: Ack) -> None:
+    mail = ack.raw
+    reply = make_mail(subject=f"Re: {mail['Subject']}", body="Here is a photo of the box.",
+                      in_reply_to=mail["Message-ID"], references=[mail["Message-ID"]])
+    with smtplib.SMTP(p.settings.smtp_host, p.settings.smtp_port, timeout=30) as client:
+        client.send_message(reply)
+
+
 @dataclass(frozen=True)
 class Edge:
     name: str
@@ -46,6 +87,15 @@ class Edge:
     deliver: Callable[[Pipeline, str], bool]
     # A payload the channel's parser refuses (quarantined, not refused).
     deliver_garbage: Callable[[Pipeline], None]
+    # The ticket's channel and contact, the acknowledgements the customer got (waiting for them),
+    # what one must say, and how the customer answers it.
+    ticket_channel: str = "email"
+    contact: str = "ana@customer.test"
+    ack_channel: str = "email"
+    reply_via: str = "in-reply-to"
+    acks: Callable[[Pipeline, Peers, int], list[Ack]] = _mail_acks
+    check_ack: Callable[[str, Ack, str], None] = _mail_check
+    answer: Callable[[Pipeline, Ack], None] = _mail_answer
 
 
 def _smtp_deliver(p: Pipeline, token: str) -> bool:
@@ -97,9 +147,60 @@ def _form_garbage(p: Pipeline) -> None:
     assert accepted.quarantined
 
 
+def _slack_event(token: str, *, text: str, thread_ts: str = "", ts: str = "") -> bytes:
+    # A DM to the app: a support request with nothing configured but the secret and the token,
+    # so ``route explain`` parses it without the channels file.
+    root = f"{1_700_000_000 + int(token, 16) % 100_000_000}.000100"
+    event: dict[str, Any] = {"type": "message", "channel": SLACK_DM, "channel_type": "im", "user": "U0ANA00001",
+                             "text": text, "ts": ts or root}
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    body = {"type": "event_callback", "team_id": "T0TEST", "event_id": f"Ev{token}", "event_time": 1700000000,
+            "event": event, "authorizations": [{"user_id": "UBOT0001", "is_bot": True}]}
+    return json.dumps(body).encode()
+
+
+def _slack_post(p: Pipeline, raw: bytes) -> httpx.Response:
+    url = f"http://{p.settings.http_host}:{p.settings.http_port}/intake/slack/events"
+    return httpx.post(url, content=raw, headers=slack_sign(SLACK_SECRET, raw), timeout=30)
+
+
+def _slack_deliver(p: Pipeline, token: str) -> bool:
+    response = _slack_post(p, _slack_event(token, text=f"Order {token} never arrived"))
+    if response.status_code == 503:
+        return False
+    assert response.status_code == 200, response.text
+    return True
+
+
+def _slack_garbage(p: Pipeline) -> None:
+    # Signed, so it is Slack's, but not JSON: stored in quarantine and acknowledged.
+    assert _slack_post(p, b"{not json " + uuid.uuid4().hex.encode()).status_code == 200
+
+
+def _slack_acks(p: Pipeline, peers: Peers, count: int) -> list[Ack]:
+    return [Ack(str(post.args["text"]), post) for post in peers.slack.wait_posts(count)]
+
+
+def _slack_check(ref: str, ack: Ack, token: str) -> None:
+    post = ack.raw
+    assert post.args["channel"] == SLACK_DM and post.args["thread_ts"].endswith(".000100")
+    assert ref in ack.text
+
+
+def _slack_answer(p: Pipeline, ack: Ack) -> None:
+    root = ack.raw.args["thread_ts"]
+    body = json.loads(_slack_event(uuid.uuid4().hex[:12], text="Here is a photo of the box.",
+                                   thread_ts=root, ts=f"{float(root) + 5:.6f}"))
+    assert _slack_post(p, json.dumps(body).encode()).status_code == 200
+
+
 EDGES = [
     Edge("smtp", ("worker", "sweeper", "smtp"), _smtp_deliver, _smtp_garbage),
-    Edge("form", ("worker", "sweeper", "web", "smtp"), _form_deliver, _form_garbage),
+    Edge("form", ("worker", "sweeper", "web", "smtp"), _form_deliver, _form_garbage, ticket_channel="webform"),
+    Edge("slack", ("worker", "sweeper", "web"), _slack_deliver, _slack_garbage, ticket_channel="slack",
+         contact="U0ANA00001", ack_channel="slack", reply_via="thread_ts", acks=_slack_acks,
+         check_ack=_slack_check, answer=_slack_answer),
 ]
 
 
@@ -114,11 +215,26 @@ def edge(request: pytest.FixtureRequest) -> Edge:
 
 
 @pytest.fixture
+def slack_api() -> Iterator[SlackApi]:
+    api = SlackApi().start()
+    yield api
+    api.stop()
+
+
+@pytest.fixture
+def peers(smtp_sink: SmtpSink, slack_api: SlackApi) -> Peers:
+    return Peers(smtp_sink, slack_api)
+
+
+@pytest.fixture
 def pipeline(
-    request: pytest.FixtureRequest, store: str, edge: Edge, make_settings: Callable[..., Settings], smtp_sink: SmtpSink
+    request: pytest.FixtureRequest, store: str, edge: Edge, make_settings: Callable[..., Settings], smtp_sink: SmtpSink,
+    slack_api: SlackApi,
 ) -> Iterator[Pipeline]:
     overrides: dict[str, Any] = {"outbound_smtp_url": smtp_sink.url, "sweep_interval_seconds": 0.5,
-                                 "sweep_grace_seconds": 1.0, "form_rate_limit_per_minute": 0}
+                                 "sweep_grace_seconds": 1.0, "form_rate_limit_per_minute": 0,
+                                 "slack_signing_secret": SLACK_SECRET, "slack_bot_token": SLACK_TOKEN,
+                                 "slack_api_base": slack_api.base, "slack_min_post_interval_seconds": 0.0}
     if store == "postgresql":
         overrides["database_url"] = request.getfixturevalue("postgres_url")
     p = Pipeline(make_settings(**overrides)).start(edge.components)
@@ -131,19 +247,20 @@ def _inbound(p: Pipeline) -> list[dict[str, Any]]:
 
 
 # --- the contract ------------------------------------------------------------------------------
-def test_a_duplicate_delivery_is_one_ticket_message(pipeline: Pipeline, edge: Edge, smtp_sink: SmtpSink) -> None:
+def test_a_duplicate_delivery_is_one_ticket_message(pipeline: Pipeline, edge: Edge, peers: Peers) -> None:
     token = uuid.uuid4().hex[:12]
     assert edge.deliver(pipeline, token)
     assert edge.deliver(pipeline, token)  # the source retried after losing our answer
     pipeline.wait_routed()
-    smtp_sink.wait_for(1)
+    edge.acks(pipeline, peers, 1)
     assert len(pipeline.tickets()) == 1
     assert len(_inbound(pipeline)) == 1
-    assert len(smtp_sink.received) == 1  # one acknowledgement
+    time.sleep(0.5)
+    assert len(peers.smtp.received) + len(peers.slack.posts()) == 1  # one acknowledgement
 
 
 def test_store_unavailable_is_a_temporary_failure_and_nothing_is_lost(
-    pipeline: Pipeline, edge: Edge, smtp_sink: SmtpSink
+    pipeline: Pipeline, edge: Edge, peers: Peers
 ) -> None:
     token = uuid.uuid4().hex[:12]
     _rename_table(pipeline, "intake", "intake_away")
@@ -153,7 +270,7 @@ def test_store_unavailable_is_a_temporary_failure_and_nothing_is_lost(
         _rename_table(pipeline, "intake_away", "intake")
     assert pipeline.tickets() == []  # nothing half-written
     assert edge.deliver(pipeline, token)  # the source retries later
-    smtp_sink.wait_for(1)
+    edge.acks(pipeline, peers, 1)
     assert len(pipeline.tickets()) == 1
 
 
@@ -175,43 +292,38 @@ def test_unparseable_input_is_quarantined_and_replays(pipeline: Pipeline, edge: 
     assert len(pipeline.tickets()) == 1
 
 
-def test_acknowledgement_after_commit_and_the_email_reply_threads(
-    pipeline: Pipeline, edge: Edge, smtp_sink: SmtpSink
+def test_acknowledgement_after_commit_and_the_customers_answer_threads(
+    pipeline: Pipeline, edge: Edge, peers: Peers
 ) -> None:
     token = uuid.uuid4().hex[:12]
     assert edge.deliver(pipeline, token)
-    ack = smtp_sink.wait_for(1)[0].message
+    ack = edge.acks(pipeline, peers, 1)[0]
     (ticket,) = pipeline.tickets()
     ref = ticket["ref"]
-    assert ticket["channel"] == ("email" if edge.name != "form" else "webform")
-    assert ticket["contact"] == "ana@customer.test"  # the form's contact is the email identity
-    assert ack["Subject"] == f"[{ref}] Re: Order {token} never arrived"
-    assert ack["To"].addresses[0].addr_spec == "ana@customer.test"
-    assert ack["Auto-Submitted"] == "auto-replied"
-    # The acknowledgement is on the timeline, composed by the email channel.
+    assert ticket["channel"] == edge.ticket_channel
+    assert ticket["contact"] == edge.contact  # the form's contact is the email identity
+    edge.check_ack(ref, ack, token)
+    # The acknowledgement is on the timeline, composed by the channel that answers.
     shown = pipeline.ticket(ref)
     assert [m["direction"] for m in shown["messages"]] == ["inbound", "outbound"]
-    assert shown["messages"][1]["channel"] == "email"
+    assert shown["messages"][1]["channel"] == edge.ack_channel
 
-    # The customer answers the acknowledgement by email: the same ticket, whatever the channel.
-    reply = make_mail(subject=f"Re: {ack['Subject']}", body="Here is a photo of the box.",
-                      in_reply_to=ack["Message-ID"], references=[ack["Message-ID"]])
-    with smtplib.SMTP(pipeline.settings.smtp_host, pipeline.settings.smtp_port, timeout=30) as client:
-        client.send_message(reply)
+    # The customer answers the acknowledgement on its channel: the same ticket.
+    edge.answer(pipeline, ack)
     pipeline.wait_for_messages(3)
     shown = pipeline.ticket(ref)
     assert [m["direction"] for m in shown["messages"]] == ["inbound", "outbound", "inbound"]
-    assert shown["messages"][2]["decision"]["thread"]["via"] == "in-reply-to"
+    assert shown["messages"][2]["decision"]["thread"]["via"] == edge.reply_via
     assert len(pipeline.tickets()) == 1
 
 
 def test_explain_on_the_stored_payload_gives_the_routed_decision(
-    pipeline: Pipeline, edge: Edge, smtp_sink: SmtpSink, tmp_path: Path
+    pipeline: Pipeline, edge: Edge, peers: Peers, tmp_path: Path
 ) -> None:
     from tickets.models import IntakeRow
 
     assert edge.deliver(pipeline, uuid.uuid4().hex[:12])
-    smtp_sink.wait_for(1)
+    edge.acks(pipeline, peers, 1)
     (ticket,) = pipeline.tickets()
     routed = pipeline.ticket(ticket["ref"])["messages"][0]["decision"]
     with pipeline.app.db.read() as session:
