@@ -194,3 +194,31 @@ def test_the_store_down_is_a_503_and_slacks_retry_succeeds(desk: Pipeline) -> No
     assert deliver(desk, body, retry=1).status_code == 200
     desk.wait_routed()
     assert len(desk.tickets()) == 1
+
+
+# --- the agents' side: the queue channel -------------------------------------------------------
+def _blocks_text(blocks: list[dict[str, Any]]) -> str:
+    return json.dumps(blocks)
+
+
+def test_a_new_ticket_is_announced_in_its_queue_channel_and_follow_ups_go_into_that_thread(
+    desk: Pipeline, slack_api: SlackApi, smtp_sink: Any = None
+) -> None:
+    assert deliver(desk, event("My account shows the wrong VAT number", ts="1700000004.000100")).status_code == 200
+    (post,) = slack_api.wait_posts(1, channel=TEAM)
+    (ticket,) = desk.tickets()
+    ref = ticket["ref"]
+    assert "thread_ts" not in post.args or not post.args["thread_ts"]
+    text = _blocks_text(post.args["blocks"])
+    for essential in (ref, "Ana Customer", "slack", "normal", "general", "wrong VAT number"):
+        assert essential in text, essential
+    actions = next(b for b in post.args["blocks"] if b["type"] == "actions")
+    assert [e["action_id"] for e in actions["elements"]] == ["omnidesk_assign", "omnidesk_resolve",
+                                                            "omnidesk_escalate"]
+    # The customer writes again in their thread: mirrored into the queue post's thread.
+    assert deliver(desk, event("It should be DE123", ts="1700000004.000200",
+                               thread_ts="1700000004.000100")).status_code == 200
+    posts = slack_api.wait_posts(2, channel=TEAM)
+    assert posts[1].args["thread_ts"] == post.ts
+    assert "It should be DE123" in posts[1].args["text"]
+    assert len(desk.tickets()) == 1
