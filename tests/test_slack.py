@@ -222,3 +222,79 @@ def test_a_new_ticket_is_announced_in_its_queue_channel_and_follow_ups_go_into_t
     assert posts[1].args["thread_ts"] == post.ts
     assert "It should be DE123" in posts[1].args["text"]
     assert len(desk.tickets()) == 1
+
+
+def _add_agent(p: Pipeline, email: str = "bo@example.com", name: str = "Bo Agent") -> None:
+    from tickets.agents import add_agent
+
+    with p.app.db.write() as session:
+        add_agent(session, name=name, email=email)
+
+
+def _queue_post_of_new_ticket(p: Pipeline, api: SlackApi, body: dict[str, Any]) -> tuple[str, str]:
+    assert deliver(p, body).status_code == 200
+    (post,) = api.wait_posts(1, channel=TEAM)
+    (ticket,) = p.tickets()
+    return ticket["ref"], post.ts
+
+
+def test_an_agents_thread_reply_answers_the_customer_and_a_note_stays_internal(
+    desk: Pipeline, slack_api: SlackApi
+) -> None:
+    _add_agent(desk)
+    ref, post_ts = _queue_post_of_new_ticket(desk, slack_api, event("Where do I change my password?",
+                                                                    ts="1700000005.000100"))
+    slack_api.wait_posts(1, channel=SUPPORT)  # the acknowledgement
+    reply = event("Under Settings > Security.", channel=TEAM, user=AGENT, ts="1700000005.000300", thread_ts=post_ts)
+    first = deliver(desk, reply)
+    assert first.status_code == 200 and first.json()["outcome"] == "reply", first.text
+    assert deliver(desk, reply, retry=1).json()["outcome"] == "duplicate"  # Slack's retry: no second reply
+    posts = slack_api.wait_posts(2, channel=SUPPORT)
+    assert posts[1].args["text"] == "Under Settings > Security."
+    assert posts[1].args["thread_ts"] == "1700000005.000100"  # the customer's own thread
+    note = event("note: customer is on the old plan", channel=TEAM, user=AGENT, ts="1700000005.000400",
+                 thread_ts=post_ts)
+    assert deliver(desk, note).json()["outcome"] == "note"
+    time.sleep(1.0)
+    assert len(slack_api.posts(SUPPORT)) == 2  # the note never reached the customer
+    shown = desk.ticket(ref)
+    notes = [m for m in shown["messages"] if m["direction"] == "note"]
+    assert [n["text"] for n in notes] == ["customer is on the old plan"]
+    outbound = [m for m in shown["messages"] if m["direction"] == "outbound"]
+    assert outbound[-1]["text"] == "Under Settings > Security." and outbound[-1]["actor"] == "bo@example.com"
+    assert shown["status"] == "pending"
+
+
+def test_an_unknown_slack_user_is_refused_with_an_ephemeral_message(desk: Pipeline, slack_api: SlackApi) -> None:
+    ref, post_ts = _queue_post_of_new_ticket(desk, slack_api, event("Hello, a question", ts="1700000006.000100"))
+    answer = deliver(desk, event("I'll take it", channel=TEAM, user=STRANGER, ts="1700000006.000300",
+                                 thread_ts=post_ts))
+    assert answer.json()["outcome"] == "refused"
+    (told,) = slack_api.called("chat.postEphemeral")
+    assert told.args["user"] == STRANGER and "who@elsewhere.test" in told.args["text"]
+    assert "omnidesk agents add" in told.args["text"]
+    time.sleep(0.5)
+    assert [m["direction"] for m in desk.ticket(ref)["messages"]] == ["inbound", "outbound"]
+
+
+def test_an_agents_slack_reply_to_an_email_ticket_leaves_as_email(
+    slack_settings: Callable[..., Settings], slack_api: SlackApi, smtp_sink: Any
+) -> None:
+    from tests.pipeline import make_mail
+
+    p = Pipeline(slack_settings(outbound_smtp_url=smtp_sink.url)).start(("worker", "sweeper", "web", "smtp"))
+    try:
+        _add_agent(p)
+        p.send(make_mail(subject="Password reset", body="I cannot log in."))
+        (post,) = slack_api.wait_posts(1, channel=TEAM)
+        assert "Password reset" in json.dumps(post.args["blocks"])
+        smtp_sink.wait_for(1)  # the email acknowledgement
+        answer = deliver(p, event("Use the reset link on the login page.", channel=TEAM, user=AGENT,
+                                  ts="1700000007.000300", thread_ts=post.ts))
+        assert answer.json()["outcome"] == "reply"
+        mail = smtp_sink.wait_for(2)[1].message
+        assert mail["To"].addresses[0].addr_spec == "ana@customer.test"
+        assert "Use the reset link" in mail.get_body(("plain",)).get_content()
+        assert slack_api.posts(SUPPORT) == []
+    finally:
+        p.stop()

@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from slack_sdk.signature import SignatureVerifier
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -30,6 +31,7 @@ from intake.errors import IntakeUnavailable, UnparseableMessage
 from intake.slack.api import UserDirectory, web_client
 from intake.slack.events import classify, load_body
 from intake.slack.settings import SlackSection
+from intake.slack.staff import StaffDesk
 
 __all__ = ["SlackEndpoints"]
 
@@ -52,7 +54,9 @@ class SlackEndpoints:
         secret = ctx.settings.slack_signing_secret.get_secret_value()
         self.verifier = SignatureVerifier(secret) if secret else None
         # A short timeout: users.info is asked on the way to the answer Slack waits 3 s for.
-        self.users = UserDirectory(web_client(ctx.settings, timeout=2))
+        client = web_client(ctx.settings, timeout=2)
+        self.users = UserDirectory(client)
+        self.staff = StaffDesk(ctx, self.section, client, self.users)
 
     def router(self) -> APIRouter:
         router = APIRouter(tags=["slack"])
@@ -105,7 +109,18 @@ class SlackEndpoints:
             if user is not None:
                 meta["user"] = user.as_meta()
             return await self._store(raw, received_at, meta)
+        if verdict.action == "agent":
+            return await self._staff(self.staff.thread_reply, body)
         return JSONResponse({"ok": True, "ignored": verdict.reason or verdict.action})
+
+    async def _staff(self, action: Any, *args: Any) -> Response:
+        try:
+            outcome = await run_in_threadpool(action, *args)
+        except SQLAlchemyError as exc:
+            log.warning("slack staff action not stored, Slack will retry: %s", exc)
+            return _error(503, "unavailable", "the action could not be stored; Slack retries it",
+                          headers={"Retry-After": "5"})
+        return JSONResponse({"ok": True, "outcome": outcome})
 
     async def _store(self, raw: bytes, received_at: datetime, meta: dict[str, Any]) -> Response:
         payload = Payload(channel=Channel.SLACK, raw=raw, received_at=received_at, source="slack:events",
