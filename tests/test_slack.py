@@ -298,3 +298,39 @@ def test_an_agents_slack_reply_to_an_email_ticket_leaves_as_email(
         assert slack_api.posts(SUPPORT) == []
     finally:
         p.stop()
+
+
+def _press(p: Pipeline, post: Any, action_id: str, *, user: str = AGENT, secret: str = SECRET) -> httpx.Response:
+    from urllib.parse import urlencode
+
+    payload = {
+        "type": "block_actions", "user": {"id": user, "team_id": "T0TEST"}, "api_app_id": "A0TEST",
+        "container": {"type": "message", "message_ts": post.ts, "channel_id": TEAM, "is_ephemeral": False},
+        "trigger_id": uuid.uuid4().hex, "team": {"id": "T0TEST"}, "channel": {"id": TEAM, "name": "team"},
+        "message": {"type": "message", "ts": post.ts, "text": post.args["text"], "blocks": post.args["blocks"]},
+        "response_url": "https://hooks.slack.test/actions/x",
+        "actions": [{"action_id": action_id, "block_id": "omnidesk:x", "type": "button",
+                     "value": post.args["blocks"][-2]["elements"][0]["value"], "action_ts": f"{time.time():.6f}"}],
+    }
+    raw = urlencode({"payload": json.dumps(payload)}).encode()
+    headers = {**sign(secret, raw), "Content-Type": "application/x-www-form-urlencoded"}
+    url = f"http://{p.settings.http_host}:{p.settings.http_port}/intake/slack/interactivity"
+    return httpx.post(url, content=raw, headers=headers, timeout=30)
+
+
+def test_buttons_assign_escalate_and_resolve_through_the_ticket_operations(desk: Pipeline, slack_api: SlackApi) -> None:
+    _add_agent(desk)
+    ref, _ = _queue_post_of_new_ticket(desk, slack_api, event("Hello, the app crashes", ts="1700000008.000100"))
+    (post,) = slack_api.posts(TEAM)
+    assert _press(desk, post, "omnidesk_assign", secret="forged").status_code == 401
+    assert _press(desk, post, "omnidesk_assign", user=STRANGER).json()["outcome"] == "refused"
+    assert desk.ticket(ref)["assignee"] in (None, "")
+    assert _press(desk, post, "omnidesk_assign").json()["outcome"] == "assign"
+    assert desk.ticket(ref)["assignee"] == "bo@example.com"
+    assert _press(desk, post, "omnidesk_escalate").json()["outcome"] == "escalate"
+    assert desk.ticket(ref)["status"] == "escalated"
+    assert _press(desk, post, "omnidesk_resolve").json()["outcome"] == "resolve"
+    assert desk.ticket(ref)["status"] == "resolved"
+    updates = slack_api.called("chat.update")
+    assert len(updates) == 3 and "Resolved by Bo Agent" in json.dumps(updates[-1].args["blocks"])
+    assert updates[-1].args["ts"] == post.ts

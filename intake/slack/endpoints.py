@@ -13,10 +13,12 @@ happens in workers, well inside Slack's 3 seconds for the answer.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter
 from slack_sdk.signature import SignatureVerifier
@@ -61,6 +63,7 @@ class SlackEndpoints:
     def router(self) -> APIRouter:
         router = APIRouter(tags=["slack"])
         router.add_api_route("/intake/slack/events", self.events, methods=["POST"])
+        router.add_api_route("/intake/slack/interactivity", self.interactivity, methods=["POST"])
         return router
 
     async def _verified_body(self, request: Request) -> bytes | Response:
@@ -112,6 +115,21 @@ class SlackEndpoints:
         if verdict.action == "agent":
             return await self._staff(self.staff.thread_reply, body)
         return JSONResponse({"ok": True, "ignored": verdict.reason or verdict.action})
+
+    async def interactivity(self, request: Request) -> Response:
+        """Button presses: a signed form body whose ``payload`` field is the JSON of the action."""
+        raw = await self._verified_body(request)
+        if isinstance(raw, Response):
+            return raw
+        try:
+            fields = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+            payload = json.loads(fields["payload"])
+        except (UnicodeDecodeError, KeyError, json.JSONDecodeError):
+            return _error(400, "bad_payload", "expected a form body with a JSON 'payload' field, as Slack sends")
+        if not isinstance(payload, dict):
+            return _error(400, "bad_payload", "the 'payload' field is not a JSON object")
+        # Slack shows the presser an error unless it gets 200 within 3 s; the outcome is for logs.
+        return await self._staff(self.staff.button, payload)
 
     async def _staff(self, action: Any, *args: Any) -> Response:
         try:

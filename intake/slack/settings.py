@@ -9,6 +9,7 @@
           queue: billing               # routing sees it as header.x-slack-queue
       queue_channels:
         billing: C0BILLTEAM            # every new billing ticket is posted here, with buttons
+      escalation_queue: tier2          # where the Escalate button sends a ticket (default: its queue)
 
 Channel ids, not names: a channel can be renamed, its id stays. A channel is either a support
 channel (customers write there) or a queue channel (agents work there), never both: an agent's
@@ -56,6 +57,8 @@ class SlackSection(BaseModel):
     accept_bots: list[str] = Field(default_factory=list)
     support_channels: list[SupportChannel] = Field(default_factory=list)
     queue_channels: dict[str, ChannelId] = Field(default_factory=dict)
+    # Where the Escalate button hands a ticket; empty: it stays in its queue, marked escalated.
+    escalation_queue: str = ""
 
     @model_validator(mode="after")
     def _one_role_per_channel(self) -> SlackSection:

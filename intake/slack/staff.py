@@ -71,7 +71,66 @@ class StaffDesk:
             self.tell(channel, user, str(exc), thread_ts=thread_ts)
             return "refused"
 
+    def button(self, payload: Mapping[str, Any]) -> str:
+        """A ``block_actions`` press on a queue post: Assign to me, Resolve or Escalate."""
+        from intake.slack.compose import ACTION_ASSIGN, ACTION_ESCALATE, ACTION_RESOLVE
+
+        user = str((payload.get("user") or {}).get("id") or "")
+        channel = str((payload.get("channel") or {}).get("id") or (payload.get("container") or {}).get("channel_id") or "")
+        message = payload.get("message") if isinstance(payload.get("message"), Mapping) else {}
+        assert isinstance(message, Mapping)
+        actions = [a for a in payload.get("actions") or () if isinstance(a, Mapping)]
+        if payload.get("type") != "block_actions" or not actions:
+            return f"not a button press ({payload.get('type')!r})"
+        action = actions[0]
+        action_id, ref = str(action.get("action_id") or ""), str(action.get("value") or "")
+        if action_id not in (ACTION_ASSIGN, ACTION_RESOLVE, ACTION_ESCALATE) or not ref:
+            return f"not one of our buttons ({action_id!r})"
+        mark = f"slack-action:{action.get('action_ts') or payload.get('trigger_id')}"
+        try:
+            actor = self.agent(user)
+            if action_id == ACTION_ASSIGN:
+                done = self._act(ref, mark, actor, "assign", lambda s: self._change(s, ref, actor, assignee=actor.email))
+                state = f"Assigned to {actor.label}"
+            elif action_id == ACTION_RESOLVE:
+                done = self._act(ref, mark, actor, "resolve", lambda s: self._change(s, ref, actor, status="resolved"))
+                state = f"Resolved by {actor.label}"
+            else:
+                done = self._act(ref, mark, actor, "escalate", lambda s: self._escalate(s, ref, actor))
+                state = f"Escalated by {actor.label}"
+        except (Refused, WorkError) as exc:
+            self.tell(channel, user, str(exc), thread_ts=str(message.get("thread_ts") or ""))
+            return "refused"
+        if done != "duplicate":
+            self._show_state(channel, message, state)
+        return done
+
     # --- steps ----------------------------------------------------------------------------------
+    def _change(self, session: Session, ref: str, actor: Actor, **fields: Any) -> None:
+        from tickets.work import TicketChange, change_ticket
+
+        change_ticket(session, ref, TicketChange(**fields), actor)
+
+    def _escalate(self, session: Session, ref: str, actor: Actor) -> None:
+        from tickets.work import escalate
+
+        ticket = session.execute(select(Ticket).where(Ticket.ref == ref)).scalar_one()
+        queue = self.section.escalation_queue or ticket.queue
+        escalate(session, ref, queue=queue, reason=f"escalated from Slack by {actor.label}", actor=actor)
+
+    def _show_state(self, channel: str, message: Mapping[str, Any], state: str) -> None:
+        """The queue post again, with a line saying what was done (so the channel sees it)."""
+        ts = str(message.get("ts") or "")
+        blocks = [b for b in message.get("blocks") or () if isinstance(b, Mapping) and b.get("block_id") != "omnidesk-state"]
+        at = next((i for i, b in enumerate(blocks) if b.get("type") == "actions"), len(blocks))
+        blocks.insert(at, {"type": "context", "block_id": "omnidesk-state",
+                           "elements": [{"type": "mrkdwn", "text": state}]})
+        try:
+            self.client.chat_update(channel=channel, ts=ts, blocks=[dict(b) for b in blocks],
+                                    text=str(message.get("text") or state))
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            log.warning("could not update the queue post %s in %s: %s", ts, channel, exc)
+
     def ticket_of(self, channel: str, ts: str) -> str | None:
         """The ref of the ticket whose queue post is ``ts`` in ``channel``."""
         with self.ctx.db.read() as session:
