@@ -334,3 +334,53 @@ def test_buttons_assign_escalate_and_resolve_through_the_ticket_operations(desk:
     updates = slack_api.called("chat.update")
     assert len(updates) == 3 and "Resolved by Bo Agent" in json.dumps(updates[-1].args["blocks"])
     assert updates[-1].args["ts"] == post.ts
+
+
+# --- edits, deletions, files --------------------------------------------------------------------
+def _stored_inbound(p: Pipeline) -> list[Any]:
+    from tickets.models import TicketMessage
+
+    with p.app.db.read() as session:
+        rows = session.query(TicketMessage).filter(TicketMessage.direction == "inbound").order_by(TicketMessage.id)
+        return [(m.text, dict(m.event or {})) for m in rows]
+
+
+def test_edits_keep_the_original_and_deletions_mark_the_message(desk: Pipeline) -> None:
+    assert deliver(desk, event("My order 12 is late", ts="1700000009.000100")).status_code == 200
+    desk.wait_routed()
+    edited = {"type": "message", "subtype": "message_changed", "channel": SUPPORT, "hidden": True,
+              "ts": "1700000009.000900", "channel_type": "channel",
+              "message": {"type": "message", "user": CUSTOMER, "text": "My order 13 is late", "ts": "1700000009.000100",
+                          "edited": {"user": CUSTOMER, "ts": "1700000009.000900"}},
+              "previous_message": {"type": "message", "user": CUSTOMER, "text": "My order 12 is late",
+                                   "ts": "1700000009.000100"}}
+    body = {**event("x"), "event": edited}
+    assert deliver(desk, body).json()["outcome"] == "edited"
+    assert deliver(desk, body, retry=1).json()["outcome"] == "unchanged"
+    ((text, record),) = _stored_inbound(desk)
+    assert text == "My order 13 is late" and record["original_text"] == "My order 12 is late"
+    deleted = {"type": "message", "subtype": "message_deleted", "channel": SUPPORT, "hidden": True,
+               "ts": "1700000009.001000", "deleted_ts": "1700000009.000100", "channel_type": "channel",
+               "previous_message": {"type": "message", "user": CUSTOMER, "text": "My order 13 is late",
+                                    "ts": "1700000009.000100"}}
+    assert deliver(desk, {**event("x"), "event": deleted}).json()["outcome"] == "deleted"
+    ((text, record),) = _stored_inbound(desk)
+    assert record["deleted"] is True and text == "My order 13 is late"
+    assert len(desk.tickets()) == 1
+
+
+def test_shared_files_are_downloaded_with_the_bot_token_into_the_blob_store(
+    desk: Pipeline, slack_api: SlackApi
+) -> None:
+    slack_api.files["/files/T0TEST-F0001/download/receipt.pdf"] = b"%PDF-1.4 receipt"
+    files = [{"id": "F0001", "name": "receipt.pdf", "mimetype": "application/pdf", "size": 16,
+              "url_private_download": slack_api.url + "files/T0TEST-F0001/download/receipt.pdf"},
+             {"id": "F0002", "name": "evil.txt", "url_private_download": "https://attacker.test/steal"}]
+    body = event("Here is the receipt", subtype="file_share", files=files)
+    assert deliver(desk, body).status_code == 200
+    desk.wait_routed()
+    (ticket,) = desk.tickets()
+    inbound = next(m for m in desk.ticket(ticket["ref"])["messages"] if m["direction"] == "inbound")
+    (attachment,) = inbound["attachments"]
+    assert attachment["filename"] == "receipt.pdf" and attachment["content_type"] == "application/pdf"
+    assert desk.app.blobs.get(attachment["sha256"]) == b"%PDF-1.4 receipt"

@@ -31,7 +31,9 @@ from intake.adapter import AdapterContext, Payload
 from intake.envelope import Channel
 from intake.errors import IntakeUnavailable, UnparseableMessage
 from intake.slack.api import UserDirectory, web_client
+from intake.slack.edits import apply_change, message_source
 from intake.slack.events import classify, load_body
+from intake.slack.files import download_files
 from intake.slack.settings import SlackSection
 from intake.slack.staff import StaffDesk
 
@@ -111,7 +113,18 @@ class SlackEndpoints:
             user = await run_in_threadpool(self.users.lookup, user_id) if user_id else None
             if user is not None:
                 meta["user"] = user.as_meta()
-            return await self._store(raw, received_at, meta)
+            if event.get("files"):
+                meta["attachments"] = await run_in_threadpool(
+                    download_files, event["files"], token=self.ctx.settings.slack_bot_token.get_secret_value(),
+                    api_base=self.ctx.settings.slack_api_base, blobs=self.ctx.blobs)
+            source = message_source(verdict.channel, str(event.get("ts") or ""))
+            return await self._store(raw, received_at, meta, source=source)
+        if verdict.action in ("edit", "delete"):
+            outcome = await run_in_threadpool(apply_change, self.ctx, body, verdict.action)
+            if outcome == "not_routed":  # the message itself is still on its way: Slack retries
+                return _error(503, "not_yet", "the edited message is not on its ticket yet; retry",
+                              headers={"Retry-After": "5"})
+            return JSONResponse({"ok": True, "outcome": outcome})
         if verdict.action == "agent":
             return await self._staff(self.staff.thread_reply, body)
         return JSONResponse({"ok": True, "ignored": verdict.reason or verdict.action})
@@ -140,9 +153,10 @@ class SlackEndpoints:
                           headers={"Retry-After": "5"})
         return JSONResponse({"ok": True, "outcome": outcome})
 
-    async def _store(self, raw: bytes, received_at: datetime, meta: dict[str, Any]) -> Response:
-        payload = Payload(channel=Channel.SLACK, raw=raw, received_at=received_at, source="slack:events",
-                          meta=meta)
+    async def _store(self, raw: bytes, received_at: datetime, meta: dict[str, Any], *,
+                     source: str = "slack:events") -> Response:
+        # A customer message's source is its channel and ts: edits and deletions find it by that.
+        payload = Payload(channel=Channel.SLACK, raw=raw, received_at=received_at, source=source, meta=meta)
         try:
             accepted = await run_in_threadpool(self.ctx.ingest, payload)
         except (IntakeUnavailable, OSError) as exc:
