@@ -126,7 +126,8 @@ def test_a_message_becomes_a_ticket_and_retries_change_nothing(desk: Pipeline, s
         assert again.status_code == 200 and again.json()["duplicate"] is True
     desk.wait_routed()
     (ticket,) = desk.tickets()
-    assert ticket["channel"] == "slack" and ticket["contact"] == CUSTOMER
+    # users.info gave the customer's email: their contact is the one their emails have.
+    assert ticket["channel"] == "slack" and ticket["contact"] == "ana@customer.test"
     shown = desk.ticket(ticket["ref"])
     assert len([m for m in shown["messages"] if m["direction"] == "inbound"]) == 1
     # The acknowledgement goes into the customer's thread, once.
@@ -384,3 +385,23 @@ def test_shared_files_are_downloaded_with_the_bot_token_into_the_blob_store(
     (attachment,) = inbound["attachments"]
     assert attachment["filename"] == "receipt.pdf" and attachment["content_type"] == "application/pdf"
     assert desk.app.blobs.get(attachment["sha256"]) == b"%PDF-1.4 receipt"
+
+
+def test_a_slack_customer_and_their_email_are_one_contact(
+    slack_settings: Callable[..., Settings], slack_api: SlackApi, smtp_sink: Any
+) -> None:
+    from tests.pipeline import make_mail
+    from tickets.contacts import show_contact
+
+    p = Pipeline(slack_settings(outbound_smtp_url=smtp_sink.url)).start(("worker", "sweeper", "web", "smtp"))
+    try:
+        p.send(make_mail(subject="Password reset", body="I cannot log in."))
+        p.wait_routed()
+        assert deliver(p, event("Hello again, from Slack")).status_code == 200
+        p.wait_until(lambda: len(p.tickets()) == 2, what="the Slack ticket")
+        assert {t["contact"] for t in p.tickets()} == {"ana@customer.test"}
+        with p.app.db.read() as session:
+            contact = show_contact(session, f"slack:{CUSTOMER}")
+        assert {i.identity for i in contact.identities} == {"email:ana@customer.test", f"slack:{CUSTOMER}"}
+    finally:
+        p.stop()

@@ -31,6 +31,7 @@ from intake.adapter import AdapterContext, Payload
 from intake.envelope import Channel
 from intake.errors import IntakeUnavailable, UnparseableMessage
 from intake.slack.api import UserDirectory, web_client
+from intake.slack.contacts import ContactLinker
 from intake.slack.edits import apply_change, message_source
 from intake.slack.events import classify, load_body
 from intake.slack.files import download_files
@@ -61,6 +62,7 @@ class SlackEndpoints:
         client = web_client(ctx.settings, timeout=2)
         self.users = UserDirectory(client)
         self.staff = StaffDesk(ctx, self.section, client, self.users)
+        self.contacts = ContactLinker(ctx)
 
     def router(self) -> APIRouter:
         router = APIRouter(tags=["slack"])
@@ -113,6 +115,7 @@ class SlackEndpoints:
             user = await run_in_threadpool(self.users.lookup, user_id) if user_id else None
             if user is not None:
                 meta["user"] = user.as_meta()
+                await run_in_threadpool(self.contacts.link, user_id, user.email, user.name)
             if event.get("files"):
                 meta["attachments"] = await run_in_threadpool(
                     download_files, event["files"], token=self.ctx.settings.slack_bot_token.get_secret_value(),
