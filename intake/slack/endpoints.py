@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -51,6 +53,27 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
     return JSONResponse({"ok": False, "error": code, "message": message}, status_code=status, headers=headers)
 
 
+class _Recent:
+    """The event ids this process committed lately (bounded): Slack's retries of them are
+    answered without a trip to the store. Only a shortcut: the intake log's unique
+    (channel, external_id) decides duplicates across processes and restarts."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ids: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, event_id: str) -> int | None:
+        with self._lock:
+            return self._ids.get(event_id) if event_id else None
+
+    def add(self, event_id: str, intake_id: int) -> None:
+        with self._lock:
+            self._ids[event_id] = intake_id
+            while len(self._ids) > self.size:
+                self._ids.popitem(last=False)
+
+
 class SlackEndpoints:
     def __init__(self, ctx: AdapterContext) -> None:
         self.ctx = ctx
@@ -63,6 +86,7 @@ class SlackEndpoints:
         self.users = UserDirectory(client)
         self.staff = StaffDesk(ctx, self.section, client, self.users)
         self.contacts = ContactLinker(ctx)
+        self.committed = _Recent(10_000)
 
     def router(self) -> APIRouter:
         router = APIRouter(tags=["slack"])
@@ -110,6 +134,10 @@ class SlackEndpoints:
         if verdict.action == "url_verification":
             return JSONResponse({"challenge": verdict.challenge})
         if verdict.action == "customer":
+            event_id = str(body.get("event_id") or "")
+            known = self.committed.get(event_id)
+            if known is not None:  # Slack's retry of an event this process already committed
+                return JSONResponse({"ok": True, "intake_id": known, "duplicate": True})
             event = body.get("event") or {}
             user_id = str(event.get("user") or "")
             user = await run_in_threadpool(self.users.lookup, user_id) if user_id else None
@@ -121,6 +149,7 @@ class SlackEndpoints:
                     download_files, event["files"], token=self.ctx.settings.slack_bot_token.get_secret_value(),
                     api_base=self.ctx.settings.slack_api_base, blobs=self.ctx.blobs)
             source = message_source(verdict.channel, str(event.get("ts") or ""))
+            meta["event_id"] = event_id
             return await self._store(raw, received_at, meta, source=source)
         if verdict.action in ("edit", "delete"):
             outcome = await run_in_threadpool(apply_change, self.ctx, body, verdict.action)
@@ -166,4 +195,7 @@ class SlackEndpoints:
             log.warning("slack event not stored, Slack will retry: %s", exc)
             return _error(503, "unavailable", "the event could not be stored; Slack retries it",
                           headers={"Retry-After": "5"})
+        event_id = str(meta.get("event_id") or "")
+        if event_id and not accepted.quarantined:
+            self.committed.add(event_id, accepted.intake_id)
         return JSONResponse({"ok": True, "intake_id": accepted.intake_id, "duplicate": accepted.duplicate})
