@@ -405,3 +405,29 @@ def test_a_slack_customer_and_their_email_are_one_contact(
         assert {i.identity for i in contact.identities} == {"email:ana@customer.test", f"slack:{CUSTOMER}"}
     finally:
         p.stop()
+
+
+def test_a_support_channels_queue_reaches_routing_and_its_queue_channel(
+    slack_settings: Callable[..., Settings], slack_api: SlackApi, tmp_path: Path
+) -> None:
+    rules = tmp_path / "routing.yaml"
+    rules.write_text(
+        "version: 1\n"
+        "defaults: {queue: general, priority: normal, auto_reply: false}\n"
+        "queues:\n  - {id: general, name: General}\n  - {id: billing, name: Billing}\n"
+        "rules:\n"
+        "  - name: Slack billing channel\n"
+        "    when: {header.x-slack-queue: billing}\n"
+        "    then: {queue: billing}\n", encoding="utf-8")
+    channels = tmp_path / "channels-billing.yaml"
+    channels.write_text(
+        f"slack:\n  support_channels:\n    - {{id: {SUPPORT}, queue: billing}}\n"
+        "  queue_channels:\n    billing: C0BILLTEAM\n", encoding="utf-8")
+    p = Pipeline(slack_settings(rules_file=rules, channels_file=channels)).start(("worker", "sweeper", "web"))
+    try:
+        assert deliver(p, event("Why was I charged twice?")).status_code == 200
+        (post,) = slack_api.wait_posts(1, channel="C0BILLTEAM")
+        (ticket,) = p.tickets()
+        assert ticket["queue"] == "billing" and ticket["ref"] in json.dumps(post.args["blocks"])
+    finally:
+        p.stop()
