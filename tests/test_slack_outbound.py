@@ -96,6 +96,15 @@ def test_posts_to_one_channel_are_paced(slack_api: SlackApi) -> None:
     assert other - at[2] < 0.25  # another channel does not wait for this one
 
 
+def test_a_long_retry_after_is_left_to_the_outbox_not_slept_through(slack_api: SlackApi) -> None:
+    slack_api.rate_limit(1, retry_after=60)
+    started = time.monotonic()
+    with pytest.raises(TemporaryDeliveryError, match="ratelimited"):
+        sender(slack_api).send(message())
+    assert time.monotonic() - started < 5
+    assert slack_api.posts() == []
+
+
 def test_refusals_are_permanent_and_say_what_to_do(slack_api: SlackApi) -> None:
     with pytest.raises(PermanentDeliveryError, match="OMNIDESK_SLACK_BOT_TOKEN"):
         sender(slack_api, token="xoxb-wrong").send(message())

@@ -26,8 +26,25 @@ __all__ = ["SlackUser", "UserDirectory", "web_client"]
 
 log = logging.getLogger(__name__)
 
-# Retry-After values above this are not slept through by a worker thread: the outbox retries later.
 RATE_LIMIT_RETRIES = 2
+# Retry-After values above this are not slept through by a worker thread: the 429 surfaces as
+# a temporary failure and the outbox retries later, freeing the thread for other work.
+MAX_RETRY_AFTER_SECONDS = 10
+
+
+class _ShortRateLimitRetry(RateLimitErrorRetryHandler):
+    """slack_sdk's 429 handler (sleeps ``Retry-After``), for short waits only."""
+
+    def _can_retry(self, *, state: Any, request: Any, response: Any = None, error: Any = None) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        for name, values in response.headers.items():
+            if name.lower() == "retry-after":
+                try:
+                    return int(values[0] if isinstance(values, list) else values) <= MAX_RETRY_AFTER_SECONDS
+                except (ValueError, IndexError):
+                    return True
+        return True
 
 
 def web_client(settings: Settings, *, timeout: int = 10) -> WebClient:
@@ -36,7 +53,7 @@ def web_client(settings: Settings, *, timeout: int = 10) -> WebClient:
         token=token or None,
         base_url=settings.slack_api_base,
         timeout=timeout,
-        retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)],
+        retry_handlers=[_ShortRateLimitRetry(max_retry_count=RATE_LIMIT_RETRIES)],
     )
 
 
