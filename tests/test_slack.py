@@ -297,6 +297,12 @@ def test_an_agents_slack_reply_to_an_email_ticket_leaves_as_email(
         assert mail["To"].addresses[0].addr_spec == "ana@customer.test"
         assert "Use the reset link" in mail.get_body(("plain",)).get_content()
         assert slack_api.posts(SUPPORT) == []
+        # The customer answers by email: mirrored into the queue post's thread.
+        p.send(make_mail(subject=f"Re: {mail['Subject']}", body="Thanks, that worked!",
+                         in_reply_to=mail["Message-ID"], references=[mail["Message-ID"]]))
+        mirrored = slack_api.wait_posts(2, channel=TEAM)[1]
+        assert mirrored.args["thread_ts"] == post.ts and "Thanks, that worked!" in mirrored.args["text"]
+        assert len(p.tickets()) == 1
     finally:
         p.stop()
 
