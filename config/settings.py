@@ -110,6 +110,27 @@ class Settings(BaseSettings):
         7200, ge=60, description="How long a served form page may be posted before it must be reloaded."
     )
 
+    # --- Slack ---------------------------------------------------------------------------
+    slack_signing_secret: SecretStr = Field(
+        SecretStr(""),
+        description="The Slack app's signing secret (Basic Information page): every request to "
+        "/intake/slack/* must carry its v0 signature. Empty: the Slack endpoints answer 503.",
+    )
+    slack_bot_token: SecretStr = Field(
+        SecretStr(""),
+        description="The Slack app's bot token (xoxb-...): posts replies and notifications, reads "
+        "users.info and downloads files. Empty: nothing is sent to Slack.",
+    )
+    slack_api_base: str = Field(
+        "https://slack.com/api/",
+        description="Base URL of Slack's Web API (ends in /api/); tests point it at a local server.",
+    )
+    slack_min_post_interval_seconds: float = Field(
+        1.0, ge=0, le=60,
+        description="Least time between two posts to one Slack channel from one process (Slack "
+        "allows about one message per second per channel).",
+    )
+
     # --- inbound SMTP --------------------------------------------------------------------
     smtp_host: str = Field("127.0.0.1", description="Address the SMTP intake server binds.")
     smtp_port: int = Field(2525, ge=1, le=65535, description="Port of the SMTP intake server.")
@@ -256,6 +277,16 @@ class Settings(BaseSettings):
         if value.count("@") != 1 or not value.split("@")[1]:
             raise ValueError("must be an email address such as support@example.com")
         return value.strip()
+
+    @field_validator("slack_api_base")
+    @classmethod
+    def _check_slack_base(cls, value: str) -> str:
+        value = value.strip()
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://slack.com/api/")
+        # slack_sdk joins method names onto the base: without the slash "chat.postMessage" would
+        # replace the last path segment ("api") instead of following it.
+        return value if value.endswith("/") else value + "/"
 
     @field_validator("log_level")
     @classmethod

@@ -161,6 +161,14 @@ class AdapterContext:
     # has none). Read when first needed: a process that never starts the channel's edge (a
     # worker) does not need its secrets in the environment.
     load_section: Callable[[], Any] = lambda: None
+    # For edges where staff act on tickets (a Slack thread reply, a button press), so they take
+    # the agent API's path: the registry's outbound side (``reply_channel``/``compose``/
+    # ``channels``, filled in by ``Registry`` once every adapter exists), the current rules (the
+    # ``status_changed`` rules run before the commit) and who delivers the outbox rows written,
+    # after the commit. Without them staff actions still work; rows then wait for the sweeper.
+    composer: Any = None
+    rules: Callable[[], Any] = lambda: None
+    on_outbox: Callable[[tuple[int, ...]], Any] = lambda ids: None
     _section: Any = field(default=None, init=False, repr=False)
     _loaded: bool = field(default=False, init=False, repr=False)
 

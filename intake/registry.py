@@ -85,6 +85,10 @@ class Registry:
         for adapter in self.adapters.values():
             for channel in adapter.channels:
                 self._by_channel.setdefault(channel, adapter)
+            # An edge where staff act composes through every channel (see AdapterContext.composer).
+            ctx = getattr(adapter, "ctx", None)
+            if isinstance(ctx, AdapterContext) and ctx.composer is None:
+                ctx.composer = self
 
     @classmethod
     def build(

@@ -109,7 +109,12 @@ class App:
         def load() -> Any:
             return self.channels.section(section) if section else None
 
-        return AdapterContext(self.settings, self.db, self.blobs, ingest=self.ingest, load_section=load)
+        return AdapterContext(self.settings, self.db, self.blobs, ingest=self.ingest, load_section=load,
+                              rules=self.current_rules, on_outbox=self._deliver_after_commit)
+
+    def _deliver_after_commit(self, outbox_ids: tuple[int, ...]) -> None:
+        for outbox_id in outbox_ids:
+            self.actors.deliver_outbox.send(outbox_id)
 
     @cached_property
     def identities(self) -> Identities:

@@ -8,8 +8,9 @@ For every edge, on SQLite and on PostgreSQL:
 - unparseable input is quarantined with its raw payload and the quarantine replay routes it after
   the cause is fixed;
 - the acknowledgement leaves only after the commit, through the channel's composer (an email for
-  the web form's submitter, a text message through the local Twilio server for SMS and WhatsApp),
-  and the customer's answer on that channel continues the same ticket;
+  the web form's submitter, a text message through the local Twilio server for SMS and WhatsApp, a
+  post in the customer's thread for Slack), and the customer's answer on that channel continues
+  the same ticket;
 - ``route explain`` on the stored payload gives the decision routing recorded.
 
 IMAP runs the same checks in ``tests/test_imap.py`` against Dovecot (it needs its own server).
@@ -34,7 +35,14 @@ import pytest
 
 from config.settings import Settings
 from tests.peers.smtp_sink import SmtpSink
+from tests.peers.slack_api import TOKEN as SLACK_TOKEN
+from tests.peers.slack_api import SlackApi
+from tests.peers.slack_api import sign as slack_sign
 from tests.pipeline import Pipeline, make_mail
+
+SLACK_SECRET = "contract-signing-secret"
+SLACK_DM = "D0CONTRACT"
+SLACK_USER = "U0ANA00001"
 
 
 # --- the edges ---------------------------------------------------------------------------------
@@ -66,6 +74,8 @@ class Edge:
     ack_channel: str = "email"
     # How the answer finds the ticket (the decision's thread.via).
     answer_via: str = "in-reply-to"
+    # What else the acknowledgement must show on that channel (beyond naming the ticket).
+    check_ack: Callable[[Ack], None] | None = None
 
 
 def _smtp_deliver(p: Pipeline, token: str) -> bool:
@@ -190,6 +200,56 @@ def _twilio_answer(p: Pipeline, ack: Ack) -> None:
     assert response.status_code == 200
 
 
+# --- Slack (a DM to the app) ---------------------------------------------------------------------
+def _slack_event(token: str, *, text: str, thread_ts: str = "", ts: str = "") -> bytes:
+    # A DM to the app: a support request with nothing configured but the secret and the token,
+    # so ``route explain`` parses it without the channels file.
+    root = f"{1_700_000_000 + int(token, 16) % 100_000_000}.000100"
+    event: dict[str, Any] = {"type": "message", "channel": SLACK_DM, "channel_type": "im", "user": SLACK_USER,
+                             "text": text, "ts": ts or root}
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    body = {"type": "event_callback", "team_id": "T0TEST", "event_id": f"Ev{token}", "event_time": 1700000000,
+            "event": event, "authorizations": [{"user_id": "UBOT0001", "is_bot": True}]}
+    return json.dumps(body).encode()
+
+
+def _slack_post(p: Pipeline, raw: bytes) -> httpx.Response:
+    url = f"http://{p.settings.http_host}:{p.settings.http_port}/intake/slack/events"
+    return httpx.post(url, content=raw, headers=slack_sign(SLACK_SECRET, raw), timeout=30)
+
+
+def _slack_deliver(p: Pipeline, token: str) -> bool:
+    response = _slack_post(p, _slack_event(token, text=f"Order {token} never arrived"))
+    if response.status_code == 503:
+        return False
+    assert response.status_code == 200, response.text
+    return True
+
+
+def _slack_garbage(p: Pipeline) -> None:
+    # Signed, so it is Slack's, but not JSON: stored in quarantine and acknowledged.
+    assert _slack_post(p, b"{not json " + uuid.uuid4().hex.encode()).status_code == 200
+
+
+def _slack_acks(p: Pipeline, count: int) -> list[Ack]:
+    api: SlackApi = p.peers["slack"]  # type: ignore[attr-defined]
+    # A post into the DM with the app reaches the user it is a DM with.
+    return [Ack("slack", SLACK_USER if post.args["channel"] == SLACK_DM else str(post.args["channel"]),
+                str(post.args["text"]), post) for post in api.wait_posts(count)]
+
+
+def _slack_check(ack: Ack) -> None:
+    assert ack.raw.args["thread_ts"].endswith(".000100")  # in the customer's own thread
+
+
+def _slack_answer(p: Pipeline, ack: Ack) -> None:
+    root = ack.raw.args["thread_ts"]
+    body = json.loads(_slack_event(uuid.uuid4().hex[:12], text="Here is a photo of the box.",
+                                   thread_ts=root, ts=f"{float(root) + 5:.6f}"))
+    assert _slack_post(p, json.dumps(body).encode()).status_code == 200
+
+
 def _twilio_edge(name: str, whatsapp: bool) -> Edge:
     channel = "whatsapp" if whatsapp else "sms"
     return Edge(name, ("worker", "sweeper", "web"), _twilio_deliver(whatsapp), _twilio_garbage,
@@ -202,6 +262,9 @@ EDGES = [
     Edge("form", ("worker", "sweeper", "web", "smtp"), _form_deliver, _form_garbage, ticket_channel="webform"),
     _twilio_edge("sms", whatsapp=False),
     _twilio_edge("whatsapp", whatsapp=True),
+    Edge("slack", ("worker", "sweeper", "web"), _slack_deliver, _slack_garbage, acks=_slack_acks,
+         answer=_slack_answer, ticket_channel="slack", contact=SLACK_USER, ack_channel="slack",
+         answer_via="thread_ts", check_ack=_slack_check),
 ]
 
 
@@ -230,6 +293,12 @@ def pipeline(
         peers["twilio"] = api
         overrides.update(twilio_account_sid=api.account_sid, twilio_auth_token=api.auth_token,
                          twilio_api_base=api.url, http_host="127.0.0.1")
+    if edge.ack_channel == "slack":
+        slack = SlackApi().start()
+        request.addfinalizer(slack.stop)
+        peers["slack"] = slack
+        overrides.update(slack_signing_secret=SLACK_SECRET, slack_bot_token=SLACK_TOKEN, slack_api_base=slack.base,
+                         slack_min_post_interval_seconds=0.0)
     if store == "postgresql":
         overrides["database_url"] = request.getfixturevalue("postgres_url")
     p = Pipeline(make_settings(**overrides))
@@ -316,6 +385,8 @@ def test_acknowledgement_after_commit_and_the_customer_s_answer_threads(
         assert ack.raw["Auto-Submitted"] == "auto-replied"
     else:
         assert ref in ack.text
+    if edge.check_ack is not None:
+        edge.check_ack(ack)
     # The acknowledgement is on the timeline, composed by the channel that carried it.
     shown = pipeline.ticket(ref)
     assert [m["direction"] for m in shown["messages"]] == ["inbound", "outbound"]
