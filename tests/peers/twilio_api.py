@@ -132,35 +132,43 @@ class FakeTwilio:
             self.requests.append(Recorded(method, path, form, auth))
         if method == "GET" and ("/Media/" in path or "/Recordings/" in path):
             if auth != (self.account_sid, self.auth_token):
-                return h._error(401, 20003, "Authenticate")
+                h._error(401, 20003, "Authenticate")
+                return
             if path not in self.media:
-                return h._error(404, 20404, f"The requested resource {path} was not found")
+                h._error(404, 20404, f"The requested resource {path} was not found")
+                return
             kind, data = self.media[path]
             h.send_response(200)
             h.send_header("Content-Type", kind)
             h.send_header("Content-Length", str(len(data)))
             h.end_headers()
             h.wfile.write(data)
-            return None
+            return
         match = _MESSAGES.match(path)
         if match is None:
-            return h._error(404, 20404, f"The requested resource {path} was not found")
+            h._error(404, 20404, f"The requested resource {path} was not found")
+            return
         if auth != (self.account_sid, self.auth_token) or match.group(1) != self.account_sid:
-            return h._error(401, 20003, "Authenticate")
+            h._error(401, 20003, "Authenticate")
+            return
         if method == "GET":
-            return self._list(h, form)
+            self._list(h, form)
+            return
         with self._lock:
             step = self._script.pop(0) if self._script else None
         if step is not None and not step[2]:
             status, code, _ = step
-            return h._error(status, code, "scripted failure")
+            h._error(status, code, "scripted failure")
+            return
         if not form.get("To") or not (form.get("Body") or form.get("ContentSid")):
-            return h._error(400, 21602, "Message body is required.")
+            h._error(400, 21602, "Message body is required.")
+            return
         resource = self._resource(form)
         with self._lock:
             self.messages.append(resource)
         if step is not None:
-            return h._error(step[0], step[1], "accepted, but the answer was lost")
+            h._error(step[0], step[1], "accepted, but the answer was lost")
+            return
         h._reply(201, resource)
 
     def _resource(self, form: dict[str, str]) -> dict[str, Any]:
