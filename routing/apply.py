@@ -220,10 +220,16 @@ def _link_new(conn: Connection, ticket_id: int, ref: str, other_ref: str, envelo
 
 
 def _record(conn: Connection, intake_id: int, envelope: Envelope, ticket_id: int, decision: Decision) -> None:
+    # A delivery report (a bounce, a provider's status callback) is not the customer speaking: it is
+    # kept on the timeline, whole, as an event, and is no message of the conversation.
+    report = envelope.delivery_report
     add_message(
         conn,
         ticket_id,
-        direction=Direction.INBOUND,
+        direction=Direction.INBOUND if report is None else Direction.EVENT,
+        actor=None if report is None else envelope.channel,
+        event=None if report is None else {"type": "delivery_report", "state": report.state,
+                                           "detail": report.detail},
         channel=envelope.channel,
         text=envelope.text,
         full_text=envelope.full_text,

@@ -424,12 +424,12 @@ def test_a_whatsapp_reply_counts_the_window_from_the_customer_s_message_not_a_st
 ) -> None:
     from sqlalchemy import update
 
-    from tickets.models import TicketMessage
+    from tickets.models import IntakeRow, TicketMessage
 
     assert post(desk, sms("where is my parcel?", whatsapp=True)).status_code == 200
     wait_sent(desk, twilio_api, 1)
     (row,) = outbox(desk)
-    assert _status(desk, row, "read").status_code == 200  # now the ticket's latest inbound entry
+    assert _status(desk, row, "read").status_code == 200  # a delivery report: no customer message
     desk.wait_until(lambda: outbox(desk)[0].state == "read", 30, "the row read")
     desk.wait_routed()
     (ticket,) = desk.tickets()
@@ -440,10 +440,15 @@ def test_a_whatsapp_reply_counts_the_window_from_the_customer_s_message_not_a_st
     assert sent[1].form["Body"] == "On its way!" and sent[1].form["To"] == "whatsapp:+491710000000"
     # The customer's message 25 hours old: WhatsApp would refuse free text, so nothing is sent
     # (no template configured) and the ticket says why.
+    old = datetime.now(UTC) - timedelta(hours=25)
     with desk.app.db.write() as session:
         session.execute(update(TicketMessage).where(TicketMessage.message_id.not_like("%:%"),
                                                     TicketMessage.direction == "inbound")
-                        .values(created_at=datetime.now(UTC) - timedelta(hours=25)))
+                        .values(created_at=old))
+        # The reply answers the customer's message as the intake log holds it: age that too.
+        for row in session.query(IntakeRow).filter(IntakeRow.envelope.is_not(None)).all():
+            if not (row.envelope or {}).get("delivery_report"):
+                row.envelope = {**row.envelope, "received_at": old.isoformat()}
     with desk.client(token) as client:
         assert client.post(f"/api/tickets/{ticket['ref']}/replies", json={"text": "Hello again"}).is_success
     desk.wait_until(lambda: outbox(desk)[-1].state == "failed", 30, "the reply refused")
