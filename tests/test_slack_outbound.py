@@ -108,3 +108,19 @@ def test_a_long_retry_after_is_left_to_the_outbox_not_slept_through(slack_api: S
 def test_refusals_are_permanent_and_say_what_to_do(slack_api: SlackApi) -> None:
     with pytest.raises(PermanentDeliveryError, match="OMNIDESK_SLACK_BOT_TOKEN"):
         sender(slack_api, token="xoxb-wrong").send(message())
+
+
+def test_a_follow_up_waits_for_the_tickets_first_post_and_then_goes_into_its_thread(slack_api: SlackApi) -> None:
+    from workers.senders.slack import PENDING
+
+    found: dict[str, str] = {"ts": PENDING}
+    s = sender(slack_api)
+    s.find_thread = lambda ticket_id, channel: found["ts"]
+    follow_up = message("slack-f1", thread_ts="", in_ticket_thread=True)
+    with pytest.raises(TemporaryDeliveryError, match="not sent yet"):
+        s.send(follow_up)
+    assert slack_api.posts() == []
+    found["ts"] = "1700000099.000100"
+    s.send(follow_up)
+    (post,) = slack_api.posts()
+    assert post.args["thread_ts"] == "1700000099.000100"

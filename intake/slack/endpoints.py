@@ -152,7 +152,12 @@ class SlackEndpoints:
             meta["event_id"] = event_id
             return await self._store(raw, received_at, meta, source=source)
         if verdict.action in ("edit", "delete"):
-            outcome = await run_in_threadpool(apply_change, self.ctx, body, verdict.action)
+            try:
+                outcome = await run_in_threadpool(apply_change, self.ctx, body, verdict.action)
+            except SQLAlchemyError as exc:
+                log.warning("slack %s not stored, Slack will retry: %s", verdict.action, exc)
+                return _error(503, "unavailable", "the change could not be stored; Slack retries it",
+                              headers={"Retry-After": "5"})
             if outcome == "not_routed":  # the message itself is still on its way: Slack retries
                 return _error(503, "not_yet", "the edited message is not on its ticket yet; retry",
                               headers={"Retry-After": "5"})

@@ -149,8 +149,8 @@ class StaffDesk:
         with self.ctx.db.read() as session:
             agent = agent_by_email(session, user.email)
         if agent is None or not agent.active:
-            raise Refused(f"Your Slack email {user.email} is not an active Omnidesk agent, so nothing was changed. "
-                          f"Ask an admin to add you: omnidesk agents add --email {user.email} --name \"...\"")
+            raise Refused(f"Your Slack email {user.email} is not an active Omnidesk agent's, so nothing was changed. "
+                          f"Ask an admin to give you an agent account with the email {user.email}.")
         return Actor(agent.email, agent.name)
 
     @contextmanager

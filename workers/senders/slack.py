@@ -44,6 +44,8 @@ _TEMPORARY = frozenset({"ratelimited", "rate_limited", "internal_error", "fatal_
 # How far back a resend looks for the message it may have posted.
 _RECONCILE_LIMIT = 100
 
+# What a ThreadFinder says when the thread's first post exists but is not sent yet.
+PENDING = "pending"
 ThreadFinder = Callable[[int | None, str], "str | None"]
 
 
@@ -63,6 +65,10 @@ class SlackSender:
         thread_ts = str(p.get("thread_ts") or "") or None
         if p.get("in_ticket_thread") and self.find_thread is not None:
             thread_ts = self.find_thread(message.ticket_id, channel)
+            if thread_ts == PENDING:
+                # The ticket's first post here is still on its way: wait for it, or this would
+                # land beside the thread instead of in it.
+                raise TemporaryDeliveryError("the ticket's first post in this channel is not sent yet")
         blocks = p.get("blocks")
         metadata = {"event_type": METADATA_TYPE,
                     "event_payload": {"key": message.idempotency_key, "ticket": str(p.get("ticket_ref") or "")}}
@@ -143,20 +149,25 @@ def _failure(exc: SlackApiError) -> Exception:
 
 
 def notification_thread(db: Any) -> ThreadFinder:
-    """Finds the ts of a ticket's first post in a channel from the outbox's recorded provider ids."""
+    """Finds the ts of a ticket's first post in a channel from the outbox's recorded provider ids
+    (``PENDING`` while that post is still waiting to be sent)."""
 
     def find(ticket_id: int | None, channel: str) -> str | None:
         if ticket_id is None:
             return None
         with db.read() as session:
-            provider_id = session.execute(
-                select(OutboxRow.provider_id)
+            first = session.execute(
+                select(OutboxRow.provider_id, OutboxRow.state, OutboxRow.payload)
                 .where(OutboxRow.ticket_id == ticket_id, OutboxRow.channel == "slack", OutboxRow.kind == "notify",
-                       OutboxRow.provider_id.like(f"{channel}:%"))
+                       OutboxRow.recipient == channel)
                 .order_by(OutboxRow.id)
                 .limit(1)
-            ).scalar_one_or_none()
-        return str(provider_id).partition(":")[2] or None if provider_id else None
+            ).first()
+        if first is None or (first.payload or {}).get("in_ticket_thread"):
+            return None  # no post of its own here (the ticket came to this queue later): top level
+        if first.provider_id:
+            return str(first.provider_id).partition(":")[2] or None
+        return PENDING if first.state in ("pending", "sending") else None
 
     return find
 
