@@ -273,7 +273,7 @@ def test_an_unknown_slack_user_is_refused_with_an_ephemeral_message(desk: Pipeli
     assert answer.json()["outcome"] == "refused"
     (told,) = slack_api.called("chat.postEphemeral")
     assert told.args["user"] == STRANGER and "who@elsewhere.test" in told.args["text"]
-    assert "nothing was changed" in told.args["text"] and "agent account" in told.args["text"]
+    assert "nothing was changed" in told.args["text"] and "omnidesk agents add" in told.args["text"]
     time.sleep(0.5)
     assert [m["direction"] for m in desk.ticket(ref)["messages"]] == ["inbound", "outbound"]
 

@@ -150,7 +150,7 @@ class StaffDesk:
             agent = agent_by_email(session, user.email)
         if agent is None or not agent.active:
             raise Refused(f"Your Slack email {user.email} is not an active Omnidesk agent's, so nothing was changed. "
-                          f"Ask an admin to give you an agent account with the email {user.email}.")
+                          f"Ask an admin to add you: omnidesk agents add \"Your Name\" {user.email}")
         return Actor(agent.email, agent.name)
 
     @contextmanager
