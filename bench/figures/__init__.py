@@ -11,6 +11,7 @@ the table (which intake path was used, what was capped, ...).
     thread_lookup   4. thread lookup and new-ticket routing at 10k / 100k / 1M tickets (PostgreSQL)
     memory          5. worker RSS at steady state; peak RSS growth on a 25 MB attachment
     parse_ceiling   6. stdlib email parsing per core, and Omnidesk's parse_email per core
+    ticket_api      7. the agent's ticket list and one-ticket read at 10k / 100k / 1M tickets (PostgreSQL)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 __all__ = ["FIGURES", "Context", "Figure", "check", "med", "row"]
 
-FIGURES = ("ingest", "smtp_load", "rules", "thread_lookup", "memory", "parse_ceiling")
+FIGURES = ("ingest", "smtp_load", "rules", "thread_lookup", "memory", "parse_ceiling", "ticket_api")
 
 
 @dataclass
