@@ -25,7 +25,7 @@ from intake.envelope import AttachmentRef
 from tickets.agents import AgentRecord
 from tickets.models import Priority, Status
 from tickets.replies import notify_staff, send_reply
-from tickets.search import BadCursor, TicketFilter, get_ticket_with_timeline, search_tickets
+from tickets.search import UNASSIGNED, BadCursor, BadFilter, TicketFilter, get_ticket_with_timeline, search_tickets
 from tickets.work import (
     Actor,
     NotAllowed,
@@ -99,7 +99,8 @@ class TimelineEntry(BaseModel):
 
 class TicketLinkOut(BaseModel):
     ref: str
-    kind: str
+    kind: str = Field(description="related, merged or follow_up")
+    direction: str = Field("", description="to: this ticket made the link (merged into it); from: the other did")
 
 
 class Ticket(TicketSummary):
@@ -111,6 +112,7 @@ class Ticket(TicketSummary):
     reopened_count: int = 0
     links: list[TicketLinkOut] = []
     messages: list[TimelineEntry] = Field(description="The timeline, oldest first")
+    next_after_id: int | None = Field(None, description="With timeline_limit: pass as after_id for more")
 
 
 class ReplyOut(BaseModel):
@@ -236,9 +238,10 @@ def _check_queue(ctx: ApiContext, queue: str | None) -> None:
                       code="unknown_queue")
 
 
-def _read(ctx: ApiContext, ref: str, response: Response) -> dict[str, Any]:
+def _read(ctx: ApiContext, ref: str, response: Response, *, timeline_limit: int | None = None,
+          after_id: int | None = None) -> dict[str, Any]:
     with ctx.db.read() as session:
-        found = get_ticket_with_timeline(session, ref)
+        found = get_ticket_with_timeline(session, ref, timeline_limit=timeline_limit, after_id=after_id)
     if found is None:
         raise NotFound(f"no ticket {ref} (list tickets with GET /api/tickets)")
     response.headers["ETag"] = f'"{found["version"]}"'
@@ -252,7 +255,7 @@ def list_tickets(
     agent: CurrentAgent,
     status: Annotated[list[StatusName] | None, Query(description="Repeat for several")] = None,
     queue: Annotated[str | None, Query(max_length=100)] = None,
-    assignee: Annotated[str | None, Query(max_length=320, description="An email, or 'none' for unassigned")] = None,
+    assignee: Annotated[str | None, Query(max_length=320, description="An email, or 'unassigned'")] = None,
     priority: PriorityName | None = None,
     channel: Annotated[str | None, Query(max_length=20)] = None,
     tag: Annotated[str | None, Query(max_length=100)] = None,
@@ -263,6 +266,9 @@ def list_tickets(
     created_to: datetime | None = None,
     updated_from: datetime | None = None,
     updated_to: datetime | None = None,
+    order: Annotated[Literal["updated", "created"], Query(
+        description="updated: most recently changed first (a ticket changed while paging moves to the "
+        "front); created: newest first, every ticket exactly once")] = "updated",
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Any:
@@ -270,23 +276,28 @@ def list_tickets(
                         ("updated_from", updated_from), ("updated_to", updated_to)):
         if value is not None and value.tzinfo is None:
             raise Invalid(f"{name} needs a timezone, e.g. 2026-12-01T00:00:00Z", code="naive_datetime")
-    flt = TicketFilter(
-        status=tuple(status or ()), queue=queue,
-        assignee=assignee, priority=priority, channel=channel, tag=tag, category=category,
-        contact_id=contact, text=q, created_from=created_from, created_to=created_to,
-        updated_from=updated_from, updated_to=updated_to,
-    )
     try:
+        flt = TicketFilter(
+            status=tuple(status or ()), queue=queue,
+            assignee=UNASSIGNED if assignee in ("none", UNASSIGNED) else assignee, priority=priority,
+            channel=channel, tag=tag, category=category, contact_id=contact, text=q,
+            created_from=created_from, created_to=created_to, updated_from=updated_from, updated_to=updated_to,
+        )
         with ctx.db.read() as session:
-            page = search_tickets(session, flt, cursor=cursor, limit=limit)
+            page = search_tickets(session, flt, cursor=cursor, limit=limit, order=order)
     except BadCursor as exc:
         raise Invalid(str(exc), code="bad_cursor") from None
+    except BadFilter as exc:
+        raise Invalid(str(exc), code="bad_filter") from None
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 
 @router.get("/tickets/{ref}", response_model=Ticket, summary="One ticket with its whole timeline")
-def get_ticket(ref: Ref, ctx: Context, agent: CurrentAgent, response: Response) -> Any:
-    return _read(ctx, ref, response)
+def get_ticket(ref: Ref, ctx: Context, agent: CurrentAgent, response: Response,
+               timeline_limit: Annotated[int | None, Query(ge=1, le=1000, description="Page the timeline")] = None,
+               after_id: Annotated[int | None, Query(ge=0, le=2**62, description="The last entry id seen")] = None,
+               ) -> Any:
+    return _read(ctx, ref, response, timeline_limit=timeline_limit, after_id=after_id)
 
 
 @router.patch("/tickets/{ref}", response_model=Ticket, summary="Change status, priority, queue, assignee, tags, ...")

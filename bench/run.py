@@ -6,7 +6,7 @@
     python -m bench.run --quick --skip-peer --n 100 --json /tmp/bench.json
 
 Figures (``bench/figures/``): 1 ingest, 2 smtp_load, 3 rules, 4 thread_lookup, 5 memory,
-6 parse_ceiling, 7 http_intake, 8 twilio_load, 9 slack_events. Each is the median of ``--runs`` runs (default 3;
+6 parse_ceiling, 7 http_intake, 8 twilio_load, 9 slack_events, 10 ticket_api. Each is the median of ``--runs`` runs (default 3;
 ``--quick``: 1), the peer and Omnidesk alternated. The machine, versions and settings are printed
 above the table; every goal missed gets a line at the end saying by how much. Results go to
 ``bench/results/latest.json`` (or ``--json``). See bench/README.md for what each figure means.
@@ -31,6 +31,7 @@ _ALIASES = {str(i + 1): name for i, name in enumerate(FIGURES)} | {
     "smtp": "smtp_load", "thread": "thread_lookup", "parse": "parse_ceiling", "lookup": "thread_lookup",
     "http": "http_intake", "webform": "http_intake", "twilio": "twilio_load",
     "slack": "slack_events",
+    "tickets": "ticket_api", "search": "ticket_api",
 }
 
 

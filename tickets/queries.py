@@ -17,7 +17,10 @@ from tickets.models import (
     table_of,
 )
 
-__all__ = ["get_ticket", "is_participant", "list_quarantine", "list_tickets", "ticket_summary"]
+__all__ = [
+    "get_ticket", "is_participant", "list_quarantine", "list_tickets", "summary_of", "ticket_summary",
+    "timeline_entry",
+]
 
 
 # What ``message_count`` counts: messages in and out, not internal notes or events.
@@ -25,6 +28,14 @@ MESSAGE_DIRECTIONS = (Direction.INBOUND.value, Direction.OUTBOUND.value)
 
 
 def ticket_summary(ticket: Ticket, message_count: int) -> dict[str, Any]:
+    contact = ticket.contact
+    return summary_of(ticket, contact=contact.primary_address if contact else "",
+                      contact_name=contact.name if contact else "", message_count=message_count)
+
+
+def summary_of(ticket: Any, *, contact: str, contact_name: str, message_count: int) -> dict[str, Any]:
+    """``ticket_summary`` from anything with the ticket's columns as attributes (a ``Ticket`` or
+    a Core row of its table), given its contact's primary address and name."""
     return {
         "ref": ticket.ref,
         "status": ticket.status,
@@ -35,8 +46,8 @@ def ticket_summary(ticket: Ticket, message_count: int) -> dict[str, Any]:
         "assignee": ticket.assignee,
         "channel": ticket.channel,
         "subject": ticket.subject,
-        "contact": ticket.contact.primary_address if ticket.contact else "",
-        "contact_name": ticket.contact.name if ticket.contact else "",
+        "contact": contact,
+        "contact_name": contact_name,
         "message_count": message_count,
         "received_at": ticket.received_at.isoformat(),
         "created_at": ticket.created_at.isoformat(),
@@ -72,26 +83,29 @@ def get_ticket(session: Session, ref: str) -> dict[str, Any] | None:
     out = ticket_summary(ticket, sum(m.direction in MESSAGE_DIRECTIONS for m in messages))
     out["sla_policy"] = ticket.sla_policy
     out["facts"] = ticket.facts or {}
-    out["messages"] = [
-        {
-            "direction": m.direction,
-            "channel": m.channel,
-            "sender": m.sender,
-            "recipients": m.recipients,
-            "subject": m.subject,
-            "text": m.text,
-            "full_text": m.full_text,
-            "html": m.html,
-            "attachments": m.attachments,
-            "message_id": m.message_id,
-            "created_at": m.created_at.isoformat(),
-            "decision": m.decision,
-            "actor": m.actor,
-            "event": m.event,
-        }
-        for m in messages
-    ]
+    out["messages"] = [timeline_entry(m) for m in messages]
     return out
+
+
+def timeline_entry(m: Any) -> dict[str, Any]:
+    """One timeline entry as a dict, from a ``TicketMessage`` or a Core row of its table (both
+    have the columns as attributes)."""
+    return {
+        "direction": m.direction,
+        "channel": m.channel,
+        "sender": m.sender,
+        "recipients": m.recipients,
+        "subject": m.subject,
+        "text": m.text,
+        "full_text": m.full_text,
+        "html": m.html,
+        "attachments": m.attachments,
+        "message_id": m.message_id,
+        "created_at": m.created_at.isoformat(),
+        "decision": m.decision,
+        "actor": m.actor,
+        "event": m.event,
+    }
 
 
 def count_tickets(session: Session, *, status: str | None = None, queue: str | None = None) -> int:

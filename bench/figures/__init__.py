@@ -14,6 +14,7 @@ the table (which intake path was used, what was capped, ...).
     http_intake     7. HTTP intake under load: the web form as JSON, 2xx latency, -> ticket committed
     twilio_load     8. signed Twilio webhooks under load: 200 latency, commit, bursts on one ticket
     slack_events    9. signed Slack Events API deliveries at 100/s with Slack's retries: 200 p99
+    ticket_api     10. the agent's ticket list and one-ticket read at 10k / 100k / 1M tickets (PostgreSQL)
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ __all__ = ["FIGURES", "Context", "Figure", "check", "med", "row"]
 
 # The numbers in the table are the positions here: a new figure goes at the end.
 FIGURES = ("ingest", "smtp_load", "rules", "thread_lookup", "memory", "parse_ceiling",
-           "http_intake", "twilio_load", "slack_events")
+           "http_intake", "twilio_load", "slack_events", "ticket_api")
 
 
 @dataclass

@@ -5,8 +5,8 @@ up to 1M tickets) with generated rows, inserted by PostgreSQL itself (``INSERT .
 generate_series``, one statement per table per step: no router, no Python per row). Per ticket:
 its inbound message, its intake row, its acknowledgement in the outbox and two thread keys; one
 contact per five tickets (foreign-key triggers off during the load, as ``pg_restore
---disable-triggers`` does: the rows are consistent by construction). Then ``ANALYZE``, as
-autovacuum would on a live database.
+--disable-triggers`` does: the rows are consistent by construction; the tickets' indexes built
+after it, as pg_restore does too). Then ``ANALYZE``, as autovacuum would on a live database.
 
 At each size:
 
@@ -23,20 +23,26 @@ caps the largest size when filling it would not fit the time budget, and says so
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import random
 import re
 import statistics
-import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
 from bench.figures import Context, Figure, check, med, pct, row
+from bench.figures.pg_fill import (
+    FILL_CONTACTS,
+    FillSteps,
+    indexes_rebuilt,
+    load_parallel,
+    max_ids,
+    migrated_database,
+    reset_sequences,
+    timed,
+)
 
 SIZES = (10_000, 100_000, 1_000_000)
 GOAL_P99_MS = 1.0
@@ -48,13 +54,7 @@ _MID = re.compile(rb"^Message-ID:[^\r\n]*\r?\n", re.IGNORECASE | re.MULTILINE)
 # measurements between two steps add rows of their own.
 _C = "(GREATEST(%(clo)s::bigint, t / 5) + %(dc)s::bigint)"  # the contact of ticket t
 _FILL = [
-    """INSERT INTO contacts (id, name, created_at)
-       SELECT c + %(dc)s::bigint, 'Customer ' || c, now() - interval '400 days'
-       FROM generate_series(%(clo)s::bigint, %(chi)s::bigint) AS c""",
-    """INSERT INTO contact_identities (id, contact_id, kind, address, identity)
-       SELECT c + %(dci)s::bigint, c + %(dc)s::bigint, 'email', 'customer' || c || '@fill.example',
-              'email:customer' || c || '@fill.example'
-       FROM generate_series(%(clo)s::bigint, %(chi)s::bigint) AS c""",
+    *FILL_CONTACTS,
     f"""INSERT INTO tickets (id, ref, status, priority, queue, category, tags, assignee, sla_policy,
                            subject, channel, contact_id, facts, received_at, created_at,
                            updated_at, last_inbound_at)
@@ -102,68 +102,21 @@ _SEQUENCES = ("contacts", "contact_identities", "tickets", "intake", "ticket_mes
 
 
 def _fill(conn: Any, url: str, lo: int, hi: int) -> float:
-    """Add tickets ``lo``..``hi``: two connections (the harness is idle meanwhile, PostgreSQL
-    gets both cores), each one transaction, then ``ANALYZE``."""
+    """Add tickets ``lo``..``hi``: two connections, each one transaction, then ``ANALYZE``."""
     t = time.perf_counter()
-
-    def top(table: str) -> int:
-        return int(conn.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0])
-
+    top = max_ids(conn, _SEQUENCES)
     clo, chi = (lo + 4) // 5, hi // 5
     params = {
         "lo": lo, "hi": hi, "clo": clo, "chi": chi,
-        "dt": top("tickets") - (lo - 1), "di": top("intake") - (lo - 1),
-        "dm": top("ticket_messages") - (lo - 1), "do": top("outbox") - (lo - 1),
-        "dc": top("contacts") - (clo - 1), "dci": top("contact_identities") - (clo - 1),
+        "dt": top["tickets"] - (lo - 1), "di": top["intake"] - (lo - 1),
+        "dm": top["ticket_messages"] - (lo - 1), "do": top["outbox"] - (lo - 1),
+        "dc": top["contacts"] - (clo - 1), "dci": top["contact_identities"] - (clo - 1),
     }
-    errors: list[BaseException] = []
-
-    def load(statements: list[str]) -> None:
-        try:
-            with psycopg.connect(url) as c, c.transaction():
-                # A bulk load, as pg_restore --disable-triggers does it: the rows are consistent
-                # by construction, so the per-row foreign-key triggers are skipped (needs a
-                # superuser; the figure's measurements run with them on).
-                with contextlib.suppress(psycopg.errors.InsufficientPrivilege), c.transaction():
-                    c.execute("SET LOCAL session_replication_role = replica")
-                for sql in statements:
-                    c.execute(sql, params)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            errors.append(exc)
-
     # tickets + thread keys (+ contacts) | intake rows + messages + outbox: about even halves.
-    threads = [threading.Thread(target=load, args=(_FILL[:4],)),
-               threading.Thread(target=load, args=(_FILL[4:],))]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    if errors:
-        raise errors[0]
-    for table in _SEQUENCES:
-        conn.execute(
-            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-            f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"
-        )
-    conn.execute("ANALYZE")
+    with indexes_rebuilt(conn, "tickets"):
+        load_parallel(url, [_FILL[:4], _FILL[4:]], params)
+    reset_sequences(conn, _SEQUENCES)
     return time.perf_counter() - t
-
-
-def _timed(fn: Callable[[], Any], count: int, warm: int = 20) -> list[float]:
-    for _ in range(warm):
-        fn()
-    gc.collect()
-    gc.disable()
-    samples = []
-    clock = time.perf_counter
-    try:
-        for _ in range(count):
-            t = clock()
-            fn()
-            samples.append((clock() - t) * 1000)
-    finally:
-        gc.enable()
-    return samples
 
 
 class _Routing:
@@ -247,7 +200,7 @@ def _measure(ctx: Context, url: str, routing: _Routing, tickets: int) -> dict[st
         routed = routing.router.route(next(ids))
         assert routed is not None and routed.new_ticket
 
-    route_ms = _timed(route, routes)
+    route_ms = timed(route, routes)
     return {
         "tickets": tickets,
         "lookup_ms": {"p50": pct(lookup_ms, 50), "p99": pct(lookup_ms, 99),
@@ -258,37 +211,16 @@ def _measure(ctx: Context, url: str, routing: _Routing, tickets: int) -> dict[st
 
 
 def run(ctx: Context) -> Figure:
-    from tests.peers.postgres import fresh_database
-    from tickets.db import Database
-    from tickets.migrate import upgrade
-
     fig = Figure("thread_lookup", "4. Thread lookup and ticket creation (PostgreSQL)")
     sizes = SIZES[:1] if ctx.quick else SIZES
     services = ctx.services()
     results: dict[int, list[dict[str, Any]]] = {}
-    fills: dict[int, float] = {}
-    capped: str | None = None
-    with fresh_database(services.postgres) as url:
-        db = Database(url)
-        upgrade(db)
-        db.dispose()
+    steps = FillSteps(sizes, FILL_BUDGET_SECONDS, ctx.log)
+    with migrated_database(services.postgres) as url:
         routing = _Routing(ctx, url)
         try:
             with psycopg.connect(url, autocommit=True) as conn:
-                have = 0
-                for size in sizes:
-                    if have and fills:
-                        rate = have / sum(fills.values())  # tickets per second so far
-                        projected = (size - have) / rate
-                        if projected > FILL_BUDGET_SECONDS:
-                            capped = (f"{size:,} tickets skipped: filling would take ~{projected:.0f} s "
-                                      f"at the measured {rate:,.0f} tickets/s (budget "
-                                      f"{FILL_BUDGET_SECONDS:.0f} s)")
-                            ctx.log("  " + capped)
-                            break
-                    fills[size] = _fill(conn, url, have + 1, size)
-                    have = size
-                    ctx.log(f"  filled to {size:,} tickets in {fills[size]:.1f} s")
+                for size in steps.run(lambda lo, hi: _fill(conn, url, lo, hi)):
                     results[size] = []
                     for _ in range(ctx.runs):
                         results[size].append(_measure(ctx, url, routing, size))
@@ -300,6 +232,7 @@ def run(ctx: Context) -> Figure:
                             f"{med(x['route_ms']['p99'] for x in r):.2f} ms")
         finally:
             routing.close()
+    fills, capped = steps.fills, steps.capped
     summary = {}
     for size, rs in results.items():
         summary[size] = {
@@ -334,7 +267,7 @@ def run(ctx: Context) -> Figure:
     fig.notes.append(
         f"thread lookup: PostgreSQL ({services.postgres_source}); filled with INSERT ... SELECT "
         "generate_series (ticket + message + intake row + outbox row + 2 thread keys per ticket, "
-        "1 contact per 5 tickets), then ANALYZE; lookup = 2 stored keys + 1 unknown per "
+        "1 contact per 5 tickets), the tickets' indexes built after the load, then ANALYZE; lookup = 2 stored keys + 1 unknown per "
         "call; routing = the whole new-ticket transaction with the packaged rules, committed")
     fig.data = {"summary": {str(k): v for k, v in summary.items()},
                 "runs": {str(k): v for k, v in results.items()}, "capped": capped}
