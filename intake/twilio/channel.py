@@ -125,8 +125,8 @@ class TwilioAdapter(Adapter):
     def _last_whatsapp(self, intent: OutboundIntent) -> datetime | None:
         """When the customer last wrote on WhatsApp: the 24-hour window counts from there.
 
-        The message answered tells it, unless it is a status callback (also an inbound entry of
-        the ticket); then the ticket's latest customer WhatsApp message in the store does.
+        The message answered tells it, unless it is a status callback (a delivery report, kept on
+        the timeline as an event); then the ticket's latest customer WhatsApp message does.
         """
         answering = intent.answering
         if answering is not None and answering.channel == Channel.WHATSAPP and answering.delivery_report is None:
