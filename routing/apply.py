@@ -147,9 +147,13 @@ def _new_ticket(
     conn: Connection, ctx: Context, intake_id: int, envelope: Envelope, situation: Situation, decision: Decision
 ) -> Applied:
     sender = envelope.sender
-    contact = find_or_create_contact(
-        conn, identity=sender.identity, kind=sender.kind, address=sender.address, name=sender.name
-    )
+    known = situation.contact  # read in this same transaction by look_up
+    if known is not None and (known.name or not sender.name):
+        contact = known
+    else:
+        contact = find_or_create_contact(
+            conn, identity=sender.identity, kind=sender.kind, address=sender.address, name=sender.name
+        )
     actions = decision.actions
     queue = actions.queue or DEFAULT_QUEUE
     stored_facts = situation.facts.to_dict()

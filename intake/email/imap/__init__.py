@@ -12,16 +12,31 @@ channels file configures none.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from intake.channels import ChannelsError
-from intake.email.imap.poller import Accept, ImapPoller, PollerStats, holder_id
-from intake.email.imap.settings import ImapMailbox
-from intake.email.imap.state import Checkpoints, Lease, LeaseLost
-from tickets.db import Database
+
+if TYPE_CHECKING:
+    from intake.email.imap.poller import Accept, ImapPoller, PollerStats, holder_id
+    from intake.email.imap.settings import ImapMailbox
+    from intake.email.imap.state import Checkpoints, Lease, LeaseLost
+    from tickets.db import Database
+
+# The poller and its IMAP client load only when a mailbox is polled: every process imports this
+# package through the email adapter, and most never poll (imapclient and imaplib cost ~1.2 MiB).
+_LAZY = {"ImapPoller": "poller", "PollerStats": "poller", "holder_id": "poller", "Accept": "poller",
+         "Checkpoints": "state", "Lease": "state", "LeaseLost": "state"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 __all__ = [
     "Checkpoints",
@@ -105,4 +120,6 @@ def start_pollers(
 def build_poller(
     mailbox: ImapMailbox, *, accept: Accept, db: Database, environ: Mapping[str, str] | None = None, **options: Any
 ) -> ImapPoller:
+    from intake.email.imap.poller import ImapPoller
+
     return ImapPoller(mailbox, password=mailbox.password(environ), accept=accept, db=db, **options)
